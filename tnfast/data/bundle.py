@@ -1,0 +1,225 @@
+"""The dataset bundle: one directory, no pickles, everything the model needs about a dataset.
+
+Layout (format version 1; see the README, "Dataset bundle")::
+
+    bundle.json              manifest: format, version, name, source, counts, units
+    genes.tsv                gene universe: one id per row (column gene_id), row order = index
+    landmarks.tsv            the landmark gene ids (column landmark_id), readout order
+    networks/<layer>.npz     CSR per layer: indptr int64 (n+1), indices int32, weights float32
+    features.npz             optional: values float32 (n_genes, F), present bool (n_genes,), names
+    signatures/<TYPE>.npz    per type: gene int32 (n,) index into genes, values float32 (n, L),
+                             split <U5 (n,) in {train, valid, test}
+    truth/<TYPE>.npy         optional (synthetic data): noise-free signature of every gene, (n_genes, L)
+
+A bundle is written into a temporary sibling directory and renamed into place at the end, so a
+directory with a bundle.json is always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .csr import CSR
+
+FORMAT = "tnfast-bundle"
+VERSION = 1
+TYPES = ("RNAi", "CRISPR", "OE")
+PERT_TYPE_CODES = {"trt_sh": "RNAi", "trt_xpr": "CRISPR", "trt_oe": "OE"}
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Features:
+    values: np.ndarray  # (n_genes, F) float32; rows of absent genes are 0
+    present: np.ndarray  # (n_genes,) bool
+    names: np.ndarray  # (F,) str
+
+
+@dataclass
+class Signatures:
+    gene: np.ndarray  # (n,) int32 index into Bundle.genes, unique
+    values: np.ndarray  # (n, n_landmarks) float32
+    split: np.ndarray  # (n,) str in SPLITS
+
+    def rows(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.split == split)
+
+
+@dataclass
+class Bundle:
+    genes: np.ndarray  # (n_genes,) str
+    landmarks: np.ndarray  # (n_landmarks,) str
+    networks: dict[str, CSR] = field(default_factory=dict)
+    features: Features | None = None
+    signatures: dict[str, Signatures] = field(default_factory=dict)
+    truth: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.genes)
+
+    def gene_index(self) -> dict[str, int]:
+        return {g: i for i, g in enumerate(self.genes.tolist())}
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write atomically: build in a temporary sibling, then rename into ``path``."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise InputError(path, "already exists (pass --overwrite to replace it)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self._write(tmp)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    def _write(self, d: Path) -> None:
+        _write_column(d / "genes.tsv", "gene_id", self.genes)
+        _write_column(d / "landmarks.tsv", "landmark_id", self.landmarks)
+        if self.networks:
+            (d / "networks").mkdir()
+        for name, csr in self.networks.items():
+            np.savez(d / "networks" / f"{name}.npz", indptr=csr.indptr, indices=csr.indices,
+                     weights=csr.weights)
+        if self.features is not None:
+            f = self.features
+            np.savez(d / "features.npz", values=f.values, present=f.present,
+                     names=np.asarray(f.names, dtype=str))
+        if self.signatures:
+            (d / "signatures").mkdir()
+        for t, s in self.signatures.items():
+            np.savez(d / "signatures" / f"{t}.npz", gene=s.gene, values=s.values,
+                     split=np.asarray(s.split, dtype="<U5"))
+        if self.truth:
+            (d / "truth").mkdir()
+        for t, arr in self.truth.items():
+            np.save(d / "truth" / f"{t}.npy", arr)
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            **self.meta,
+            "n_genes": self.n_genes,
+            "n_landmarks": len(self.landmarks),
+            "layers": list(self.networks),
+            "types": list(self.signatures),
+            "features": 0 if self.features is None else int(self.features.values.shape[1]),
+            "truth": list(self.truth),
+        }
+        # Written last: its presence marks the bundle complete.
+        (d / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _write_column(path: Path, header: str, values: np.ndarray) -> None:
+    path.write_text(header + "\n" + "".join(f"{v}\n" for v in values.tolist()))
+
+
+def _read_column(path: Path, header: str) -> np.ndarray:
+    if not path.is_file():
+        raise InputError(path, "missing (not a complete tnfast bundle)")
+    lines = path.read_text().splitlines()
+    if not lines or lines[0] != header:
+        raise InputError(path, f"expected header '{header}'", place="line 1")
+    return np.asarray(lines[1:], dtype=str)
+
+
+def _npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise InputError(path, f"missing arrays {missing}")
+            return {k: z[k] for k in keys}
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"not a readable .npz file ({e})") from None
+
+
+def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
+    """Read and validate a bundle directory. ``truth=True`` memory-maps the truth arrays."""
+    d = Path(path)
+    if not d.is_dir():
+        raise InputError(d, "not a directory (expected a tnfast bundle; see `tnfast data import`)")
+    mpath = d / "bundle.json"
+    if not mpath.is_file():
+        raise InputError(d, "no bundle.json: not a tnfast bundle, or an incomplete one")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(mpath, f"invalid JSON ({e.msg})", place=f"line {e.lineno}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InputError(mpath, f"expected \"format\": \"{FORMAT}\"")
+    version = manifest.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise InputError(mpath, f"bundle format version {version!r}; this tnfast reads up to "
+                                f"{VERSION} (upgrade tnfast)")
+    genes = _read_column(d / "genes.tsv", "gene_id")
+    landmarks = _read_column(d / "landmarks.tsv", "landmark_id")
+    n, n_lm = len(genes), len(landmarks)
+    networks = {}
+    for name in manifest.get("layers", []):
+        p = _safe_child(d, "networks", f"{name}.npz")
+        a = _npz(p, ("indptr", "indices", "weights"))
+        csr = CSR(a["indptr"].astype(np.int64), a["indices"].astype(np.int32),
+                  a["weights"].astype(np.float32))
+        if csr.n != n or csr.indptr[-1] != len(csr.indices) or len(csr.weights) != len(csr.indices):
+            raise InputError(p, f"CSR shape does not match the {n} genes of the bundle")
+        if len(csr.indices) and (csr.indices.min() < 0 or csr.indices.max() >= n):
+            raise InputError(p, "column index out of range")
+        networks[name] = csr
+    features = None
+    if manifest.get("features"):
+        p = d / "features.npz"
+        a = _npz(p, ("values", "present", "names"))
+        if a["values"].shape[0] != n or a["present"].shape != (n,):
+            raise InputError(p, f"expected {n} rows, one per gene")
+        features = Features(a["values"].astype(np.float32), a["present"].astype(bool), a["names"])
+    signatures = {}
+    for t in manifest.get("types", []):
+        if t not in TYPES:
+            raise InputError(mpath, f"unknown perturbation type {t!r}; expected one of {TYPES}")
+        p = d / "signatures" / f"{t}.npz"
+        a = _npz(p, ("gene", "values", "split"))
+        s = Signatures(a["gene"].astype(np.int32), a["values"].astype(np.float32), a["split"])
+        if s.values.ndim != 2 or s.values.shape != (len(s.gene), n_lm) or s.split.shape != s.gene.shape:
+            raise InputError(p, f"expected values of shape (n, {n_lm}) with one gene and split per row")
+        if len(s.gene) and (s.gene.min() < 0 or s.gene.max() >= n):
+            raise InputError(p, "gene index out of range")
+        if not set(np.unique(s.split).tolist()) <= set(SPLITS):
+            raise InputError(p, f"split values must be in {SPLITS}")
+        signatures[t] = s
+    truth_arrays = {}
+    if truth:
+        for t in manifest.get("truth", []):
+            p = _safe_child(d, "truth", f"{t}.npy")
+            try:
+                arr = np.load(p, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise InputError(p, f"not a readable .npy file ({e})") from None
+            if arr.shape != (n, n_lm):
+                raise InputError(p, f"expected shape ({n}, {n_lm})")
+            truth_arrays[t] = arr
+    meta = {k: v for k, v in manifest.items()
+            if k not in ("format", "version", "n_genes", "n_landmarks", "layers", "types",
+                         "features", "truth")}
+    return Bundle(genes, landmarks, networks, features, signatures, truth_arrays, meta)
+
+
+def _safe_child(root: Path, sub: str, name: str) -> Path:
+    """A file named by the manifest, which must not escape the bundle directory."""
+    p = (root / sub / name).resolve()
+    if not p.is_relative_to((root / sub).resolve()):
+        raise InputError(root / "bundle.json", f"name {name!r} escapes the bundle directory")
+    return p
