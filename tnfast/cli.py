@@ -1,0 +1,212 @@
+"""The `tnfast` command line (typer). Each command is a thin shell over the function of the same name."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import InputError
+
+app = typer.Typer(help="Predict L1000 responses to RNAi, CRISPR and OE perturbations of every gene.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Import, inspect and generate dataset bundles.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+err = Console(stderr=True)
+out = Console()
+
+
+def _say(msg: str) -> None:
+    err.print(f"[dim]·[/dim] {msg}")
+
+
+def _bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=False)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    if version:
+        out.print(__version__)
+        raise typer.Exit()
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    result = {}
+    for v in values or []:
+        key, sep, val = v.partition("=")
+        if not sep or not key or not val:
+            raise InputError(option, f"expected NAME=FILE, got {v!r}")
+        if key in result:
+            raise InputError(option, f"{key!r} given twice")
+        result[key] = val
+    return result
+
+
+@data_app.command("import")
+def data_import(
+    out_dir: Annotated[Path, typer.Option("--out", help="Bundle directory to create.")],
+    signatures: Annotated[Optional[list[Path]], typer.Option("--signatures", help="GCTX or TSV/CSV signature matrix (repeatable).")] = None,
+    sig_type: Annotated[Optional[str], typer.Option("--type", help="Perturbation type of the signature files (RNAi, CRISPR, OE), instead of their pert_type metadata.")] = None,
+    gene_field: Annotated[str, typer.Option(help="GCTX column metadata field holding the perturbed gene id.")] = "pert_gene_id",
+    features: Annotated[Optional[Path], typer.Option(help="Gene features: TSV/CSV(.gz) with a gene_id column, or .npy with --feature-genes.")] = None,
+    feature_genes: Annotated[Optional[Path], typer.Option(help="Gene ids of the rows of a .npy feature matrix.")] = None,
+    edges: Annotated[Optional[list[str]], typer.Option("--edges", help="NAME=FILE edge list (repeatable).")] = None,
+    id_map: Annotated[Optional[Path], typer.Option(help="Two-column table mapping edge-list ids (symbols, STRING proteins) to gene ids.")] = None,
+    min_score: Annotated[Optional[float], typer.Option(help="Keep edges whose score column is at least this (e.g. STRING combined_score 700).")] = None,
+    orgdb: Annotated[Optional[Path], typer.Option(help="org.Hs.eg.sqlite to build co-annotation layers from.")] = None,
+    layers: Annotated[str, typer.Option(help="Co-annotation layers from --orgdb (go-bp,go-mf,go-cc,kegg,pfam,cytoband).")] = "go-bp,go-mf,go-cc,kegg,pfam,cytoband",
+    max_term_size: Annotated[int, typer.Option(help="Largest annotation term (in genes) that still links its genes.")] = 100,
+    split: Annotated[Optional[list[str]], typer.Option("--split", help="TYPE=FILE given split (gene_id, split) (repeatable).")] = None,
+    genes: Annotated[Optional[Path], typer.Option(help="Restrict the gene universe to these ids.")] = None,
+    max_unknown: Annotated[float, typer.Option(help="Largest fraction of ids that may match nothing before it is an error.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the split assignment.")] = 0,
+    name: Annotated[Optional[str], typer.Option(help="Dataset name (default: the directory name).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+) -> None:
+    """Import real files (GCTX, TSV/CSV, edge lists, org.Hs.eg.sqlite) into a bundle."""
+    from .data.importer import import_bundle, parse_type
+
+    path = import_bundle(
+        out_dir, signatures=signatures or [], sig_type=parse_type(sig_type, "--type") if sig_type else None,
+        gene_field=gene_field, features=features, feature_genes=feature_genes, edges=_pairs(edges, "--edges"),
+        id_map=id_map, min_score=min_score, orgdb=orgdb,
+        layers=[x.strip() for x in layers.split(",") if x.strip()] if orgdb else (),
+        max_term_size=max_term_size, splits=_pairs(split, "--split"), genes=genes, max_unknown=max_unknown,
+        seed=seed, name=name, overwrite=overwrite, progress=_say)
+    _info(path)
+
+
+@data_app.command("info")
+def data_info(path: Annotated[Path, typer.Argument(help="Bundle directory.")]) -> None:
+    """Summarise a bundle: genes, network layers, features, signatures and splits."""
+    _info(path)
+
+
+def _info(path: Path) -> None:
+    from .data.bundle import load_bundle
+
+    b = load_bundle(path)
+    out.print(f"[bold]{path}[/bold]  {b.meta.get('name', '')}")
+    out.print(f"genes: {b.n_genes}   landmarks: {len(b.landmarks)}   units: {b.meta.get('units', '?')}")
+    if b.networks:
+        t = Table("layer", "nodes with edges", "edges", "degree p50", "p90", "p99", "max", title="networks")
+        for name, c in b.networks.items():
+            d = c.degrees()
+            p = np.percentile(d[d > 0], [50, 90, 99]) if (d > 0).any() else [0, 0, 0]
+            t.add_row(name, f"{(d > 0).sum():,}", f"{c.nnz // 2:,}", *(f"{v:g}" for v in p), f"{d.max():,}")
+        out.print(t)
+    else:
+        out.print("networks: none")
+    f = b.features
+    out.print("features: none" if f is None else f"features: {f.values.shape[1]} per gene, for {int(f.present.sum()):,} genes")
+    if b.signatures:
+        t = Table("type", "signatures", "train", "valid", "test", title="signatures")
+        for name, s in b.signatures.items():
+            t.add_row(name, f"{len(s.gene):,}", *(f"{len(s.rows(x)):,}" for x in ("train", "valid", "test")))
+        out.print(t)
+    else:
+        out.print("signatures: none")
+    if b.truth:
+        out.print(f"noise-free truth: {', '.join(b.truth)} (synthetic)")
+
+
+@data_app.command("synth")
+def data_synth(
+    out_dir: Annotated[Path, typer.Option("--out", help="Bundle directory to create.")],
+    scale: Annotated[str, typer.Option(help="full (the real problem's shape), small or tiny.")] = "full",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+) -> None:
+    """Generate the synthetic dataset (the embedded default) as a bundle."""
+    from .data.synth import SCALES, synthesize
+
+    if scale not in SCALES:
+        raise InputError("--scale", f"expected one of {', '.join(SCALES)}, got {scale!r}")
+    if out_dir.exists() and not overwrite:
+        raise InputError(out_dir, "already exists (pass --overwrite to replace it)")
+    synthesize(scale, seed, progress=_say).save(out_dir, overwrite=overwrite)
+    _info(out_dir)
+
+
+@app.command("train")
+def train_cmd(
+    data: Annotated[Optional[Path], typer.Option(help="Bundle directory (default: the synthetic default, made once and cached).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<run id>, or under $TNFAST_RUNS).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    embed_dim: Annotated[int, typer.Option(help="Embedding dimensions per network layer.")] = 64,
+    hops: Annotated[int, typer.Option(help="Propagation hops of the network embedding.")] = 3,
+) -> None:
+    """Train on a bundle and write a run directory."""
+    from .train import TrainConfig, train
+
+    if data is None:
+        from .data.synth import default_bundle
+
+        data = default_bundle("full", 0, progress=_say)
+    run_dir, summary = train(data, out_dir, TrainConfig(embed_dim=embed_dim, hops=hops, seed=seed), progress=_say)
+    t = Table("type", "split", "n", "PCC model", "PCC mean", "PearsonΔ model", "PearsonΔ mean", "MSE model",
+              "MSE mean", title="ridge on network embedding vs the training-mean signature")
+    for ty, s in summary.items():
+        for split in ("valid", "test"):
+            if split in s:
+                m, b = s[split]["model"], s[split]["mean"]
+                t.add_row(ty, split, str(m["n"]), f"{m['pcc']:.3f}", f"{b['pcc']:.3f}", f"{m['pearson_delta']:.3f}",
+                          f"{b['pearson_delta']:.3f}", f"{m['mse']:.4f}", f"{b['mse']:.4f}")
+    out.print(t)
+    out.print(f"run: {run_dir}")
+
+
+@app.command("infer")
+def infer_cmd(
+    out_store: Annotated[Path, typer.Option("--out", help="Zarr store to write (e.g. preds.zarr).")],
+    run: Annotated[Optional[Path], typer.Option(help="Run directory (default: the newest under runs/).")] = None,
+    types: Annotated[Optional[str], typer.Option(help="Comma-separated types (default: all the run has).")] = None,
+    chunk: Annotated[int, typer.Option(help="Genes per chunk (memory is bounded by it).")] = 1024,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+) -> None:
+    """Predict every gene of the run's bundle and stream the predictions to Zarr."""
+    from .infer import infer, parse_types
+
+    with _bar() as bar:
+        tasks: list = []
+
+        def advance(done: int, total: int) -> None:
+            # Added on the first chunk, so an input error shows no empty bar before it.
+            tasks or tasks.append(bar.add_task("predicting", total=total))
+            bar.update(tasks[0], completed=done)
+
+        path = infer(out_store, run, parse_types(types), chunk, overwrite, progress=advance)
+    out.print(f"predictions: {path}")
+
+
+def main() -> None:
+    """Console entry: bad input is one line on stderr and exit code 2 (a traceback only with --debug)."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app(standalone_mode=False)
+    except InputError as e:
+        if debug:
+            raise
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,302 @@
+"""`tnfast data import`: real files in, one validated bundle out.
+
+Sources are read in full first (every error surfaces before anything is written), the gene
+universe is the union of the genes they name, and the bundle is saved atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .bundle import PERT_TYPE_CODES, SPLITS, TYPES, Bundle, Features, Signatures
+from .csr import build_csr
+from .edges import EdgeList, read_edge_list, read_id_map
+from .gctx import read_gctx
+from .splits import assign_splits
+from .tables import check_unique, read_id_list, read_matrix, read_rows
+
+Progress = Callable[[str], None]
+_SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "val": "valid",
+                  "validation": "valid", "test": "test"}
+_LAYER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def parse_type(value: str, where: str) -> str:
+    """'RNAi' / 'crispr' / 'trt_oe' ... -> the canonical type name."""
+    v = value.strip()
+    if v in PERT_TYPE_CODES:
+        return PERT_TYPE_CODES[v]
+    for t in TYPES:
+        if v.lower() == t.lower():
+            return t
+    raise InputError(where, f"unknown perturbation type {value!r}; expected one of {', '.join(TYPES)} "
+                            f"or {', '.join(PERT_TYPE_CODES)}")
+
+
+def read_signature_file(path: str | os.PathLike, ptype: str | None = None,
+                        gene_field: str = "pert_gene_id") -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """[(type, perturbed gene ids (n,), landmark ids (L,), values (n, L))] from GCTX or TSV/CSV.
+
+    GCTX: rows are landmarks, columns signatures; type from column metadata ``pert_type``
+    (genetic codes only; compounds and controls are skipped) unless ``ptype`` is given; gene from
+    ``gene_field``. TSV/CSV: first column the perturbed gene, one column per landmark (header =
+    landmark ids); ``ptype`` required.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".gctx":
+        g = read_gctx(p)
+        if gene_field not in g.col_meta:
+            raise InputError(p, f"no column metadata field {gene_field!r} naming the perturbed gene "
+                                f"(have: {', '.join(g.col_meta) or 'none'}; see --gene-field)")
+        genes = np.array([_gene_id(x) for x in g.col_meta[gene_field].tolist()], dtype=str)
+        if ptype is not None:
+            types = np.full(len(genes), ptype)
+        elif "pert_type" in g.col_meta:
+            codes = np.asarray(g.col_meta["pert_type"]).astype(str)
+            types = np.array([PERT_TYPE_CODES.get(c, "") for c in codes.tolist()])
+        else:
+            raise InputError(p, "no column metadata 'pert_type'; pass --type RNAi|CRISPR|OE")
+        values = g.matrix.T.astype(np.float32)
+        landmarks = g.row_ids.astype(str)
+        col_ids = g.col_ids
+    else:
+        if ptype is None:
+            raise InputError(p, "a TSV/CSV signature matrix needs --type RNAi|CRISPR|OE")
+        genes, landmarks, values = read_matrix(p)
+        landmarks = np.array(landmarks, dtype=str)
+        types = np.full(len(genes), ptype)
+        col_ids = genes
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        raise InputError(p, "NaN or infinite values in the signature", place=f"column {col_ids[np.flatnonzero(bad)[0]]}")
+    check_unique(p, landmarks, "landmark id")
+    out = []
+    for t in TYPES:
+        rows = np.flatnonzero(types == t)
+        if len(rows):
+            out.append((t, genes[rows], landmarks, values[rows]))
+    if not out:
+        raise InputError(p, "no genetic perturbation signatures (pert_type trt_sh, trt_xpr or trt_oe)")
+    return out
+
+
+def _gene_id(x) -> str:
+    """Entrez ids arrive as int64, float ('7157.0') or str; one canonical string."""
+    if isinstance(x, float | np.floating) and float(x).is_integer():
+        return str(int(x))
+    s = str(x).strip()
+    return s[:-2] if s.endswith(".0") and s[:-2].isdigit() else s
+
+
+def read_features(path: str | os.PathLike, genes_file: str | os.PathLike | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(gene ids, feature names, values) from TSV/CSV(.gz) with a gene_id column, or .npy + gene list."""
+    p = Path(path)
+    if p.suffix == ".npy":
+        if genes_file is None:
+            raise InputError(p, "a .npy feature matrix needs --feature-genes FILE listing its rows")
+        try:
+            values = np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputError(p, f"not a readable .npy array ({e})") from None
+        ids = read_id_list(genes_file)
+        if values.ndim != 2 or values.shape[0] != len(ids):
+            raise InputError(p, f"expected shape ({len(ids)}, F) to match {genes_file}, found {values.shape}")
+        if not np.isfinite(values).all():
+            raise InputError(p, f"NaN or infinite value at row {np.argwhere(~np.isfinite(values))[0][0]}")
+        return ids, [f"f{i}" for i in range(values.shape[1])], values.astype(np.float32)
+    header = read_rows(p)[0][1]
+    return read_matrix(p, id_column="gene_id" if "gene_id" in header else None)
+
+
+def read_split_file(path: str | os.PathLike) -> dict[str, str]:
+    """gene id -> split from a two-column table (gene_id, split); header optional."""
+    rows = read_rows(path, min_columns=2)
+    if rows[0][1][1].lower() not in _SPLIT_ALIASES:
+        rows = rows[1:]
+    out = {}
+    for lineno, r in rows:
+        s = _SPLIT_ALIASES.get(r[1].lower())
+        if s is None:
+            raise InputError(path, f"split {r[1]!r} is not one of {', '.join(SPLITS)}", place=f"line {lineno}")
+        if r[0] in out:
+            raise InputError(path, f"duplicate gene id {r[0]!r}", place=f"line {lineno}")
+        out[r[0]] = s
+    return out
+
+
+def import_bundle(
+    out: str | os.PathLike,
+    signatures: Sequence[str | os.PathLike] = (),
+    sig_type: str | None = None,
+    gene_field: str = "pert_gene_id",
+    features: str | os.PathLike | None = None,
+    feature_genes: str | os.PathLike | None = None,
+    edges: dict[str, str | os.PathLike] | None = None,
+    id_map: str | os.PathLike | None = None,
+    min_score: float | None = None,
+    orgdb: str | os.PathLike | None = None,
+    layers: Sequence[str] = (),
+    max_term_size: int = 100,
+    splits: dict[str, str | os.PathLike] | None = None,
+    genes: str | os.PathLike | None = None,
+    max_unknown: float = 0.2,
+    seed: int = 0,
+    name: str | None = None,
+    overwrite: bool = False,
+    progress: Progress = lambda msg: None,
+) -> Path:
+    """Read every source, build the bundle, write it atomically to ``out``. Returns ``out``."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(out, "already exists (pass --overwrite to replace it)")
+    if not (signatures or features or edges or orgdb):
+        raise InputError("tnfast data import", "nothing to import: give --signatures, --features, --edges or --orgdb")
+    sources: list[str] = []
+
+    # Signatures: several of one gene and type are averaged.
+    sig_parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    landmarks = None
+    for f in signatures:
+        progress(f"reading signatures {f}")
+        for t, g, lm, v in read_signature_file(f, sig_type, gene_field):
+            if landmarks is None:
+                landmarks, lm_file = lm, f
+            elif set(lm.tolist()) != set(landmarks.tolist()):
+                raise InputError(f, f"landmark ids differ from those of {lm_file}")
+            order = _positions(lm, landmarks)
+            sig_parts.setdefault(t, []).append((g, v[:, order]))
+        sources.append(os.fspath(f))
+
+    feats = None
+    if features is not None:
+        progress(f"reading features {features}")
+        feats = read_features(features, feature_genes)
+        sources.append(os.fspath(features))
+
+    layer_edges: dict[str, EdgeList] = {}
+    idm = read_id_map(id_map) if id_map is not None else None
+    for lname, f in (edges or {}).items():
+        if not _LAYER_NAME.match(lname):
+            raise InputError(f"--edges {lname}={f}", "layer name must be letters, digits, '.', '_' or '-'")
+        progress(f"reading edges {lname} from {f}")
+        layer_edges[lname] = read_edge_list(f, idm, min_score, max_unknown)
+        sources.append(os.fspath(f))
+    if orgdb is not None:
+        from .orgdb import coannotation_layers
+
+        for lname, el in coannotation_layers(orgdb, layers, max_term_size=max_term_size, progress=progress).items():
+            if lname in layer_edges:
+                raise InputError(f"--orgdb {orgdb}", f"layer {lname!r} is also given with --edges")
+            layer_edges[lname] = el
+        sources.append(os.fspath(orgdb))
+
+    # The gene universe.
+    named = [g for parts in sig_parts.values() for g, _ in parts]
+    named += [feats[0]] if feats is not None else []
+    named += [el.genes for el in layer_edges.values()]
+    if genes is not None:
+        universe = read_id_list(genes)
+        _check_known(universe, sig_parts, feats, layer_edges, max_unknown, genes)
+    else:
+        universe = np.unique(np.concatenate(named))
+    universe = _sort_ids(universe)
+    index = {g: i for i, g in enumerate(universe.tolist())}
+    n = len(universe)
+    progress(f"gene universe: {n} genes")
+
+    networks = {}
+    for lname, el in layer_edges.items():
+        gi = np.array([index.get(g, -1) for g in el.genes.tolist()], dtype=np.int64)
+        s, d = gi[el.src], gi[el.dst]
+        keep = (s >= 0) & (d >= 0)
+        csr = build_csr(s[keep], d[keep], n, el.weight[keep])
+        if csr.nnz == 0:
+            raise InputError(f"layer {lname}", "has no edges between genes of the universe (only self-loops?)")
+        networks[lname] = csr
+        progress(f"layer {lname}: {csr.nnz // 2} edges")
+
+    feature_obj = None
+    if feats is not None:
+        fid, fnames, fval = feats
+        gi = np.array([index.get(g, -1) for g in fid.tolist()])
+        keep = gi >= 0
+        values = np.zeros((n, fval.shape[1]), np.float32)
+        values[gi[keep]] = fval[keep]
+        present = np.zeros(n, bool)
+        present[gi[keep]] = True
+        feature_obj = Features(values, present, np.array(fnames, dtype=str))
+
+    measured: dict[str, np.ndarray] = {}
+    sig_values: dict[str, np.ndarray] = {}
+    for t, parts in sig_parts.items():
+        g = np.concatenate([p[0] for p in parts])
+        v = np.concatenate([p[1] for p in parts])
+        gi = np.array([index.get(x, -1) for x in g.tolist()])
+        keep = gi >= 0
+        uniq, inv = np.unique(gi[keep], return_inverse=True)
+        sums = np.zeros((len(uniq), v.shape[1]), np.float64)
+        np.add.at(sums, inv, v[keep])
+        measured[t] = uniq.astype(np.int32)
+        sig_values[t] = (sums / np.bincount(inv)[:, None]).astype(np.float32)
+
+    given: dict[str, dict[int, str]] = {}
+    for t, f in (splits or {}).items():
+        t = parse_type(t, f"--split {t}={f}")
+        if t not in measured:
+            raise InputError(f, f"split given for {t}, but no {t} signatures were imported")
+        s = read_split_file(f)
+        mset = set(measured[t].tolist())
+        hits = {index[g]: v for g, v in s.items() if g in index and index[g] in mset}
+        if len(hits) < (1 - max_unknown) * len(s):
+            raise InputError(f, f"only {len(hits)} of its {len(s)} genes are measured in {t}")
+        given[t] = hits
+        sources.append(os.fspath(f))
+    split = assign_splits(measured, given, seed=seed)
+    sigs = {t: Signatures(measured[t], sig_values[t], split[t]) for t in TYPES if t in measured}
+
+    bundle = Bundle(
+        genes=universe,
+        landmarks=landmarks if landmarks is not None else np.zeros(0, dtype=str),
+        networks=networks,
+        features=feature_obj,
+        signatures=sigs,
+        meta={"name": name or out.name, "source": sources, "seed": seed,
+              "units": "as in the imported signatures"},
+    )
+    progress(f"writing {out}")
+    return bundle.save(out, overwrite=overwrite)
+
+
+def _positions(ids: np.ndarray, order: np.ndarray) -> np.ndarray:
+    pos = {x: i for i, x in enumerate(ids.tolist())}
+    return np.array([pos[x] for x in order.tolist()], dtype=np.int64)
+
+
+def _sort_ids(ids: np.ndarray) -> np.ndarray:
+    """Numeric order for Entrez-style ids, text order otherwise: stable across imports."""
+    ids = np.unique(ids)
+    if all(x.isdigit() for x in ids.tolist()):
+        return ids[np.argsort(ids.astype(np.int64), kind="stable")]
+    return ids
+
+
+def _check_known(universe, sig_parts, feats, layer_edges, max_unknown, genes_file) -> None:
+    """With --genes, ids outside the list are dropped; too many means a wrong list or id type."""
+    known = set(universe.tolist())
+    named = {"signatures": np.concatenate([g for parts in sig_parts.values() for g, _ in parts])
+             if sig_parts else np.zeros(0, str)}
+    if feats is not None:
+        named["features"] = feats[0]
+    named.update({f"layer {k}": el.genes for k, el in layer_edges.items()})
+    for what, ids in named.items():
+        if len(ids):
+            frac = 1 - np.mean([x in known for x in ids.tolist()])
+            if frac > max_unknown:
+                raise InputError(genes_file, f"{frac:.0%} of the gene ids in the {what} are not in this list "
+                                             f"(at most {max_unknown:.0%} allowed)")

@@ -1,0 +1,152 @@
+"""Delimited text tables (TSV, CSV, whitespace; optionally .gz) with errors that name the line.
+
+Real exports differ in delimiter, comment lines and headers; every reader here goes through
+:func:`read_rows` so a malformed file always ends in one InputError naming file, line and
+column, never a parser traceback.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def open_text(path: str | os.PathLike) -> str:
+    """The whole text of a (possibly gzipped) file, with clear errors for the usual mistakes."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(p, "is a directory, expected a file")
+    if not p.exists():
+        raise InputError(p, "no such file")
+    try:
+        if p.suffix == ".gz":
+            with gzip.open(p, "rt", encoding="utf-8") as f:
+                return f.read()
+        return p.read_text(encoding="utf-8")
+    except PermissionError:
+        raise InputError(p, "permission denied") from None
+    except (OSError, EOFError) as e:
+        raise InputError(p, f"cannot read ({e})") from None
+    except UnicodeDecodeError as e:
+        raise InputError(p, f"not UTF-8 text (byte {e.start}); expected a delimited text table") from None
+
+
+def _delimiter(path: Path, first: str) -> str | None:
+    name = path.name.removesuffix(".gz")
+    if name.endswith(".csv"):
+        return ","
+    if "\t" in first:
+        return "\t"
+    if "," in first and " " not in first.strip():
+        return ","
+    return None  # any run of whitespace, as STRING and BioGRID-style exports use
+
+
+def read_rows(path: str | os.PathLike, min_columns: int = 1) -> list[tuple[int, list[str]]]:
+    """(line number, fields) for every non-empty, non-comment ('#') line.
+
+    All lines must have the same number of fields, at least ``min_columns``.
+    """
+    p = Path(path)
+    text = open_text(p)
+    rows = [(i + 1, line) for i, line in enumerate(text.splitlines())
+            if line.strip() and not line.lstrip().startswith("#")]
+    if not rows:
+        raise InputError(p, "is empty (no data lines)")
+    delim = _delimiter(p, rows[0][1])
+    out = []
+    width = None
+    for lineno, line in rows:
+        fields = [f.strip().strip('"') for f in (line.rstrip("\r\n").split(delim) if delim else line.split())]
+        if width is None:
+            width = len(fields)
+            if width < min_columns:
+                raise InputError(p, f"expected at least {min_columns} columns, found {width}",
+                                 place=f"line {lineno}")
+        elif len(fields) != width:
+            raise InputError(p, f"expected {width} columns like line {rows[0][0]}, found {len(fields)}",
+                             place=f"line {lineno}")
+        out.append((lineno, fields))
+    return out
+
+
+def parse_floats(path: str | os.PathLike, rows: list[tuple[int, list[str]]], header: list[str] | None,
+                 start: int = 1, allow_nonfinite: bool = False) -> np.ndarray:
+    """float32 matrix from columns ``start:`` of ``rows``; errors name line and column."""
+    try:
+        values = np.array([r[start:] for _, r in rows], dtype=np.float64)
+    except ValueError:
+        for lineno, r in rows:
+            for j, v in enumerate(r[start:], start):
+                try:
+                    float(v)
+                except ValueError:
+                    col = header[j] if header else str(j + 1)
+                    raise InputError(path, f"expected a number, found {v!r}",
+                                     place=f"line {lineno}, column {col}") from None
+        raise
+    if not allow_nonfinite and not np.isfinite(values).all():
+        i, j = np.argwhere(~np.isfinite(values))[0]
+        col = header[j + start] if header else str(j + start + 1)
+        raise InputError(path, f"{values[i, j]} is not allowed (expected a finite number)",
+                         place=f"line {rows[i][0]}, column {col}")
+    return values.astype(np.float32)
+
+
+def is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def check_unique(path: str | os.PathLike, ids: np.ndarray, what: str, lines: list[int] | None = None) -> None:
+    uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if len(uniq) != len(ids):
+        dup = uniq[counts > 1][0]
+        where = np.flatnonzero(ids == dup)
+        place = f"lines {lines[where[0]]} and {lines[where[1]]}" if lines else None
+        raise InputError(path, f"duplicate {what} {str(dup)!r}", place=place)
+
+
+def read_id_list(path: str | os.PathLike) -> np.ndarray:
+    """Gene ids from a one-column file, or the ``gene_id`` column of a table (header optional)."""
+    rows = read_rows(path)
+    header = rows[0][1]
+    if "gene_id" in header:
+        col = header.index("gene_id")
+        rows = rows[1:]
+    else:
+        col = 0
+    ids = np.array([r[col] for _, r in rows], dtype=str)
+    check_unique(path, ids, "gene id", [n for n, _ in rows])
+    return ids
+
+
+def read_matrix(path: str | os.PathLike, id_column: str | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """A table with a header, one id column and numeric columns: (ids, column names, values).
+
+    The id column is ``id_column`` when given, else the first column.
+    """
+    rows = read_rows(path, min_columns=2)
+    header = rows[0][1]
+    body = rows[1:]
+    if not body:
+        raise InputError(path, "has a header but no data lines")
+    if is_number(header[-1]) and is_number(header[1]):
+        raise InputError(path, "expected a header line naming the columns", place=f"line {rows[0][0]}")
+    if id_column is not None:
+        if id_column not in header:
+            raise InputError(path, f"no column {id_column!r} in the header", place=f"line {rows[0][0]}")
+        k = header.index(id_column)
+        header = [header[k]] + header[:k] + header[k + 1:]
+        body = [(n, [r[k]] + r[:k] + r[k + 1:]) for n, r in body]
+    ids = np.array([r[0] for _, r in body], dtype=str)
+    check_unique(path, ids, "id", [n for n, _ in body])
+    return ids, header[1:], parse_floats(path, body, header)
