@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import numpy as np
 import typer
 from rich.console import Console
@@ -25,7 +24,7 @@ out = Console()
 
 
 def _say(msg: str) -> None:
-    err.print(f"[dim]·[/dim] {msg}")
+    err.print(f"[dim]·[/dim] {msg}", soft_wrap=True, highlight=False)
 
 
 def _bar() -> Progress:
@@ -33,14 +32,19 @@ def _bar() -> Progress:
                     console=err, transient=False)
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-) -> None:
-    if version:
+def _version(value: bool) -> None:
+    if value:
         out.print(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                          help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    """Predict L1000 responses to RNAi, CRISPR and OE perturbations of every gene."""
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
@@ -157,14 +161,15 @@ def train_cmd(
 
         data = default_bundle("full", 0, progress=_say)
     run_dir, summary = train(data, out_dir, TrainConfig(embed_dim=embed_dim, hops=hops, seed=seed), progress=_say)
-    t = Table("type", "split", "n", "PCC model", "PCC mean", "PearsonΔ model", "PearsonΔ mean", "MSE model",
-              "MSE mean", title="ridge on network embedding vs the training-mean signature")
+    t = Table("type", "split", "n", "predictor", "PCC", "PearsonΔ", "MSE",
+              title="ridge on network embedding + features vs the training-mean signature")
     for ty, s in summary.items():
         for split in ("valid", "test"):
-            if split in s:
-                m, b = s[split]["model"], s[split]["mean"]
-                t.add_row(ty, split, str(m["n"]), f"{m['pcc']:.3f}", f"{b['pcc']:.3f}", f"{m['pearson_delta']:.3f}",
-                          f"{b['pearson_delta']:.3f}", f"{m['mse']:.4f}", f"{b['mse']:.4f}")
+            for who, label in (("model", "model"), ("mean", "training mean")):
+                if split in s:
+                    m = s[split][who]
+                    t.add_row(ty, split, str(m["n"]), label, f"{m['pcc']:.3f}", f"{m['pearson_delta']:.3f}",
+                              f"{m['mse']:.4f}")
     out.print(t)
     out.print(f"run: {run_dir}")
 
@@ -193,20 +198,14 @@ def infer_cmd(
 
 
 def main() -> None:
-    """Console entry: bad input is one line on stderr and exit code 2 (a traceback only with --debug)."""
-    debug = "--debug" in sys.argv[1:]
+    """Console entry: bad input is one line on stderr and exit code 2 (a traceback only with --debug).
+
+    typer handles usage errors itself (exit 2); InputError comes from our own checks of files.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except InputError as e:
-        if debug:
+        if "--debug" in sys.argv[1:]:
             raise
         err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err.print("interrupted")
-        sys.exit(130)

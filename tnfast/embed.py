@@ -21,8 +21,8 @@ def layer_embedding(csr: CSR, dim: int, hops: int, rng: np.random.Generator) -> 
     deg = np.asarray(a.sum(axis=1)).ravel()
     inv = np.zeros_like(deg)
     np.divide(1.0, np.sqrt(deg), out=inv, where=deg > 0)
-    s = sp.diags(inv) @ a @ sp.diags(inv)
-    x = rng.standard_normal((csr.n, dim)).astype(np.float32) / np.sqrt(dim)
+    s = (sp.diags(inv) @ a @ sp.diags(inv)).astype(np.float32)
+    x = (rng.standard_normal((csr.n, dim)) / np.sqrt(dim)).astype(np.float32)
     out = np.zeros_like(x)
     for _ in range(hops):
         x = s @ x

@@ -1,6 +1,8 @@
-"""Multi-output ridge regression with the penalty chosen on the validation split by PearsonΔ.
+"""Multi-output ridge regression with the penalty chosen on the validation split.
 
-One SVD of the training design gives the whole regularisation path, so trying a dozen
+The penalty is chosen by validation MSE, not PearsonΔ: PearsonΔ is blind to scale, so it
+cannot tell a useful shrinkage towards the training mean from an overfit of the same
+direction. One SVD of the training design gives the whole regularisation path, so trying a dozen
 penalties costs one fit. Centering (of inputs and targets) uses training rows only: the
 intercept is the training-mean signature, and nothing of valid or test leaks into the fit.
 """
@@ -11,9 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import pearson_delta
-
-ALPHAS = tuple(10.0 ** k for k in np.arange(-3, 4.5, 0.5))
+ALPHAS = tuple(float(10.0 ** k) for k in np.arange(-3, 6.5, 0.5))
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Ridge:
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, x_valid: np.ndarray | None = None,
               y_valid: np.ndarray | None = None, alphas=ALPHAS) -> Ridge:
-    """Fit on (x, y); with valid rows, pick the alpha of best mean PearsonΔ on them, else the middle one."""
+    """Fit on (x, y); with valid rows, pick the alpha of least MSE on them, else the middle one."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
@@ -43,6 +43,6 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, x_valid: np.ndarray | None = None,
         alpha = alphas[len(alphas) // 2]
     else:
         xv = np.asarray(x_valid, np.float64) - x_mean
-        scores = [pearson_delta(xv @ weight(a) + y_mean, y_valid, y_mean).mean() for a in alphas]
-        alpha = alphas[int(np.argmax(scores))]
+        errors = [((xv @ weight(a) + y_mean - y_valid) ** 2).mean() for a in alphas]
+        alpha = alphas[int(np.argmin(errors))]
     return Ridge(weight(alpha).astype(np.float32), x_mean.astype(np.float32), y_mean.astype(np.float32), float(alpha))
