@@ -1,7 +1,6 @@
 """Ridge, network embedding and metrics against hand-computed and closed-form oracles."""
 
 import numpy as np
-import pytest
 
 from tnfast.data.csr import build_csr
 from tnfast.embed import layer_embedding, multiplex_embedding

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .atomic import atomic_dir
 from .data.bundle import TYPES, Bundle, load_bundle
 from .embed import multiplex_embedding
 from .errors import InputError
@@ -93,20 +92,12 @@ def train(data: str | os.PathLike, out: str | os.PathLike | None = None, cfg: Tr
                                      "mean": _scores(mean, truth, model.y_mean)}
     run_id = new_run_id()
     out = Path(out) if out is not None else runs_root() / run_id
-    if out.exists():
-        raise InputError(out, "already exists; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         torch.save(tensors, tmp / "model.pt")
         run = {"format": RUN_FORMAT, "version": RUN_VERSION, "run_id": run_id, "created": time.time(),
                "tnfast": __version__, "model": "ridge-embedding", "data": str(data),
                "types": list(summary), "config": asdict(cfg), "metrics": summary}
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out, summary
 
 

@@ -19,20 +19,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_dir
 from ..errors import InputError
 from .csr import CSR
+from .tables import check_unique
 
 FORMAT = "tnfast-bundle"
 VERSION = 1
 TYPES = ("RNAi", "CRISPR", "OE")
-PERT_TYPE_CODES = {"trt_sh": "RNAi", "trt_xpr": "CRISPR", "trt_oe": "OE"}
+# CMap pert_type codes of genetic perturbations; trt_sh.cgs is the consensus over a gene's shRNAs.
+PERT_TYPE_CODES = {"trt_sh": "RNAi", "trt_sh.cgs": "RNAi", "trt_xpr": "CRISPR", "trt_oe": "OE"}
 SPLITS = ("train", "valid", "test")
 
 
@@ -72,20 +75,9 @@ class Bundle:
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write atomically: build in a temporary sibling, then rename into ``path``."""
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise InputError(path, "already exists (pass --overwrite to replace it)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_dir(path, overwrite) as tmp:
             self._write(tmp)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        return Path(path)
 
     def _write(self, d: Path) -> None:
         _write_column(d / "genes.tsv", "gene_id", self.genes)
@@ -130,7 +122,10 @@ def _write_column(path: Path, header: str, values: np.ndarray) -> None:
 def _read_column(path: Path, header: str) -> np.ndarray:
     if not path.is_file():
         raise InputError(path, "missing (not a complete tnfast bundle)")
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(path, "not UTF-8 text") from None
     if not lines or lines[0] != header:
         raise InputError(path, f"expected header '{header}'", place="line 1")
     return np.asarray(lines[1:], dtype=str)
@@ -143,7 +138,7 @@ def _npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
             if missing:
                 raise InputError(path, f"missing arrays {missing}")
             return {k: z[k] for k in keys}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise InputError(path, f"not a readable .npz file ({e})") from None
 
 
@@ -156,7 +151,9 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
     if not mpath.is_file():
         raise InputError(d, "no bundle.json: not a tnfast bundle, or an incomplete one")
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(mpath, "not UTF-8 text (expected JSON)") from None
     except json.JSONDecodeError as e:
         raise InputError(mpath, f"invalid JSON ({e.msg})", place=f"line {e.lineno}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -167,6 +164,8 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
                                 f"{VERSION} (upgrade tnfast)")
     genes = _read_column(d / "genes.tsv", "gene_id")
     landmarks = _read_column(d / "landmarks.tsv", "landmark_id")
+    check_unique(d / "genes.tsv", genes, "gene id")
+    check_unique(d / "landmarks.tsv", landmarks, "landmark id")
     n, n_lm = len(genes), len(landmarks)
     networks = {}
     for name in manifest.get("layers", []):
@@ -176,6 +175,8 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
                   a["weights"].astype(np.float32))
         if csr.n != n or csr.indptr[-1] != len(csr.indices) or len(csr.weights) != len(csr.indices):
             raise InputError(p, f"CSR shape does not match the {n} genes of the bundle")
+        if (np.diff(csr.indptr) < 0).any():
+            raise InputError(p, "indptr is not non-decreasing (corrupt CSR)")
         if len(csr.indices) and (csr.indices.min() < 0 or csr.indices.max() >= n):
             raise InputError(p, "column index out of range")
         networks[name] = csr
@@ -197,6 +198,7 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
             raise InputError(p, f"expected values of shape (n, {n_lm}) with one gene and split per row")
         if len(s.gene) and (s.gene.min() < 0 or s.gene.max() >= n):
             raise InputError(p, "gene index out of range")
+        check_unique(p, s.gene, "gene index")
         if not set(np.unique(s.split).tolist()) <= set(SPLITS):
             raise InputError(p, f"split values must be in {SPLITS}")
         signatures[t] = s

@@ -19,7 +19,7 @@ from .csr import build_csr
 from .edges import EdgeList, read_edge_list, read_id_map
 from .gctx import read_gctx
 from .splits import assign_splits
-from .tables import check_unique, read_id_list, read_matrix, read_rows
+from .tables import check_unique, is_number, read_id_list, read_matrix, read_rows
 
 Progress = Callable[[str], None]
 _SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "valid", "val": "valid",
@@ -64,15 +64,18 @@ def read_signature_file(path: str | os.PathLike, ptype: str | None = None,
             raise InputError(p, "no column metadata 'pert_type'; pass --type RNAi|CRISPR|OE")
         values = g.matrix.T.astype(np.float32)
         landmarks = g.row_ids.astype(str)
+        if "pr_gene_id" in g.row_meta and not all(x.isdigit() for x in landmarks.tolist()):
+            # Older CMap files key rows by Affymetrix probe; the landmark's Entrez id is metadata.
+            landmarks = np.array([_gene_id(x) for x in g.row_meta["pr_gene_id"].tolist()], dtype=str)
         col_ids = g.col_ids
     else:
         if ptype is None:
             raise InputError(p, "a TSV/CSV signature matrix needs --type RNAi|CRISPR|OE")
-        genes, landmarks, values = read_matrix(p)
+        genes, landmarks, values = read_matrix(p, unique=False)
         landmarks = np.array(landmarks, dtype=str)
         types = np.full(len(genes), ptype)
         col_ids = genes
-    bad = ~np.isfinite(values).all(axis=1)
+    bad = ~np.isfinite(values).all(axis=1) & np.isin(types, TYPES)
     if bad.any():
         raise InputError(p, "NaN or infinite values in the signature", place=f"column {col_ids[np.flatnonzero(bad)[0]]}")
     check_unique(p, landmarks, "landmark id")
@@ -105,6 +108,8 @@ def read_features(path: str | os.PathLike, genes_file: str | os.PathLike | None 
         except (OSError, ValueError) as e:
             raise InputError(p, f"not a readable .npy array ({e})") from None
         ids = read_id_list(genes_file)
+        if values.dtype.kind not in "biuf":
+            raise InputError(p, f"expected a numeric array, found dtype {values.dtype}")
         if values.ndim != 2 or values.shape[0] != len(ids):
             raise InputError(p, f"expected shape ({len(ids)}, F) to match {genes_file}, found {values.shape}")
         if not np.isfinite(values).all():
@@ -117,8 +122,9 @@ def read_features(path: str | os.PathLike, genes_file: str | os.PathLike | None 
 def read_split_file(path: str | os.PathLike) -> dict[str, str]:
     """gene id -> split from a two-column table (gene_id, split); header optional."""
     rows = read_rows(path, min_columns=2)
-    if rows[0][1][1].lower() not in _SPLIT_ALIASES:
-        rows = rows[1:]
+    first = rows[0][1]
+    if first[1].lower() not in _SPLIT_ALIASES and not is_number(first[0]):
+        rows = rows[1:]  # a header; a first line 'ENTREZ_ID typo' is data, and an error below
     out = {}
     for lineno, r in rows:
         s = _SPLIT_ALIASES.get(r[1].lower())
@@ -168,7 +174,11 @@ def import_bundle(
             if landmarks is None:
                 landmarks, lm_file = lm, f
             elif set(lm.tolist()) != set(landmarks.tolist()):
-                raise InputError(f, f"landmark ids differ from those of {lm_file}")
+                extra = sorted(set(lm.tolist()) - set(landmarks.tolist()))
+                missing = sorted(set(landmarks.tolist()) - set(lm.tolist()))
+                example = f"{extra[0]!r} is not in it" if extra else f"{missing[0]!r} is missing here"
+                raise InputError(f, f"landmark ids differ from those of {lm_file} ({len(lm)} vs "
+                                    f"{len(landmarks)} ids; {example})")
             order = _positions(lm, landmarks)
             sig_parts.setdefault(t, []).append((g, v[:, order]))
         sources.append(os.fspath(f))
@@ -180,12 +190,14 @@ def import_bundle(
         sources.append(os.fspath(features))
 
     layer_edges: dict[str, EdgeList] = {}
+    layer_source: dict[str, str] = {}
     idm = read_id_map(id_map) if id_map is not None else None
     for lname, f in (edges or {}).items():
         if not _LAYER_NAME.match(lname):
             raise InputError(f"--edges {lname}={f}", "layer name must be letters, digits, '.', '_' or '-'")
         progress(f"reading edges {lname} from {f}")
         layer_edges[lname] = read_edge_list(f, idm, min_score, max_unknown)
+        layer_source[lname] = os.fspath(f)
         sources.append(os.fspath(f))
     if orgdb is not None:
         from .orgdb import coannotation_layers
@@ -194,6 +206,7 @@ def import_bundle(
             if lname in layer_edges:
                 raise InputError(f"--orgdb {orgdb}", f"layer {lname!r} is also given with --edges")
             layer_edges[lname] = el
+            layer_source[lname] = os.fspath(orgdb)
         sources.append(os.fspath(orgdb))
 
     # The gene universe.
@@ -217,7 +230,8 @@ def import_bundle(
         keep = (s >= 0) & (d >= 0)
         csr = build_csr(s[keep], d[keep], n, el.weight[keep])
         if csr.nnz == 0:
-            raise InputError(f"layer {lname}", "has no edges between genes of the universe (only self-loops?)")
+            raise InputError(layer_source[lname], "has no edges between genes of the universe (only self-loops?)",
+                             place=f"layer {lname}")
         networks[lname] = csr
         progress(f"layer {lname}: {csr.nnz // 2} edges")
 

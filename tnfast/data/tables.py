@@ -129,17 +129,21 @@ def read_id_list(path: str | os.PathLike) -> np.ndarray:
     return ids
 
 
-def read_matrix(path: str | os.PathLike, id_column: str | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
+def read_matrix(path: str | os.PathLike, id_column: str | None = None,
+                unique: bool = True) -> tuple[np.ndarray, list[str], np.ndarray]:
     """A table with a header, one id column and numeric columns: (ids, column names, values).
 
-    The id column is ``id_column`` when given, else the first column.
+    The id column is ``id_column`` when given, else the first column. Columns may be named by
+    integer ids (a signature matrix's header lists Entrez landmark ids). ``unique=False`` allows
+    an id on several rows.
     """
     rows = read_rows(path, min_columns=2)
     header = rows[0][1]
     body = rows[1:]
     if not body:
         raise InputError(path, "has a header but no data lines")
-    if is_number(header[-1]) and is_number(header[1]):
+    if is_number(header[-1]) and is_number(header[1]) and (
+            is_number(header[0]) or not all(h.isdigit() for h in header[1:])):
         raise InputError(path, "expected a header line naming the columns", place=f"line {rows[0][0]}")
     if id_column is not None:
         if id_column not in header:
@@ -148,5 +152,6 @@ def read_matrix(path: str | os.PathLike, id_column: str | None = None) -> tuple[
         header = [header[k]] + header[:k] + header[k + 1:]
         body = [(n, [r[k]] + r[:k] + r[k + 1:]) for n, r in body]
     ids = np.array([r[0] for _, r in body], dtype=str)
-    check_unique(path, ids, "id", [n for n, _ in body])
+    if unique:
+        check_unique(path, ids, "id", [n for n, _ in body])
     return ids, header[1:], parse_floats(path, body, header)
