@@ -165,8 +165,8 @@ def train_cmd(
               title="ridge on network embedding + features vs the training-mean signature")
     for ty, s in summary.items():
         for split in ("valid", "test"):
-            for who, label in (("model", "model"), ("mean", "training mean")):
-                if split in s:
+            for who, label in (("model", "model"), ("mean", "training mean"), ("oracle", "oracle (noise-free)")):
+                if who in s.get(split, {}):
                     m = s[split][who]
                     t.add_row(ty, split, str(m["n"]), label, f"{m['pcc']:.3f}", f"{m['pearson_delta']:.3f}",
                               f"{m['mse']:.4f}")

@@ -64,7 +64,7 @@ def train(data: str | os.PathLike, out: str | os.PathLike | None = None, cfg: Tr
           progress: Callable[[str], None] = lambda msg: None) -> tuple[Path, dict]:
     """Fit on the bundle at ``data``; returns (run directory, summary metrics per type and split)."""
     data = Path(data).resolve()
-    bundle = load_bundle(data, truth=False)
+    bundle = load_bundle(data)
     if not bundle.signatures:
         raise InputError(data, "has no signatures to train on (import some with --signatures)")
     progress("embedding the multiplex networks")
@@ -90,6 +90,9 @@ def train(data: str | os.PathLike, out: str | os.PathLike | None = None, cfg: Tr
                 mean = np.broadcast_to(model.y_mean, truth.shape)
                 summary[t][split] = {"model": _scores(model.predict(x[s.gene[rows]]), truth, model.y_mean),
                                      "mean": _scores(mean, truth, model.y_mean)}
+                if t in bundle.truth:  # synthetic data: the noise-free signal is the ceiling
+                    oracle = np.asarray(bundle.truth[t][s.gene[rows]])
+                    summary[t][split]["oracle"] = _scores(oracle, truth, model.y_mean)
     run_id = new_run_id()
     out = Path(out) if out is not None else runs_root() / run_id
     with atomic_dir(out) as tmp:
