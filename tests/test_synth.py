@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ from tnfast.data.bundle import TYPES, load_bundle
 from tnfast.data.synth import GENERATOR_VERSION, LAYERS, SCALES, default_bundle, synthesize
 from tnfast.errors import InputError
 
-slow = pytest.mark.skipif(os.environ.get("TNFAST_SLOW") != "1", reason="set TNFAST_SLOW=1")
 LAYER_NAMES = ["disease", "drug", "complex", "pathway", "chromosome", "ppi", "sequence"]
 
 
@@ -254,9 +252,9 @@ def test_cache_dir(monkeypatch, tmp_path):
     assert synth.cache_dir() == tmp_path / "mine"
 
 
-@slow
 @pytest.mark.slow
 def test_full_scale():
+    """The real problem's shape; ~15 s and 1.5 GB, so it runs in CI too (deselect with -m 'not slow')."""
     b = synthesize("full", seed=0)
     p = SCALES["full"]
     assert b.n_genes == 26_945 and len(b.landmarks) == 978
