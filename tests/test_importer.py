@@ -672,3 +672,40 @@ def test_consensus_shrna_code_is_rnai(tmp_path):
     [(t, genes, _, values)] = read_signature_file(tmp_path / "c.gctx")
     assert t == "RNAi" and genes.tolist() == ["7"]  # the seed-sequence signature (css) is not a gene's
     np.testing.assert_array_equal(values, [[0, 2, 4]])
+
+
+def test_l1000_example_with_orgdb_networks_through_the_cli(shared_data, tmp_path):
+    """The real example plus co-annotation layers from a tiny org.Hs.eg.sqlite, via `tnfast data import`."""
+    import subprocess
+    import sys
+
+    from test_orgdb import make_db
+
+    from tnfast.data.orgdb import coannotation_layers
+
+    db = make_db(tmp_path / "org.Hs.eg.sqlite")
+    ex = shared_data / "l1000-example"
+    args = ["data", "import", "--out", str(tmp_path / "b"), "--features", str(ex / "features.tsv.gz"),
+            "--orgdb", str(db), "--layers", "go-bp,kegg"]
+    for t in TYPES:
+        args += ["--signatures", str(ex / f"signatures_{t}.gctx"), "--split", f"{t}={ex / f'split_{t}.tsv'}"]
+    r = subprocess.run([sys.executable, "-c", "from tnfast.cli import main; main()", *args],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "go-bp" in r.stdout and "kegg" in r.stdout
+    b = load_bundle(tmp_path / "b")
+    assert list(b.networks) == ["go-bp", "kegg"]
+    expected = coannotation_layers(db, ["go-bp", "kegg"])
+    with gzip.open(ex / "features.tsv.gz", "rt") as f:
+        feature_genes = {line.split("\t", 1)[0] for line in f.read().splitlines()[1:]}
+    network_genes = {x for el in expected.values() for x in el.genes.tolist()}
+    assert set(b.genes.tolist()) == feature_genes | network_genes
+    index = b.gene_index()
+    for name, el in expected.items():
+        dense = b.networks[name].to_scipy().toarray()
+        want = np.zeros_like(dense)
+        for s, d, w in zip(el.src, el.dst, el.weight):
+            i, j = index[el.genes[s]], index[el.genes[d]]
+            want[i, j] = want[j, i] = w
+        np.testing.assert_array_equal(dense, want)
+    assert {t: len(s.gene) for t, s in b.signatures.items()} == {"RNAi": 243, "CRISPR": 302, "OE": 181}
