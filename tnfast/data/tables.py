@@ -62,7 +62,9 @@ def read_rows(path: str | os.PathLike, min_columns: int = 1) -> list[tuple[int, 
     out = []
     width = None
     for lineno, line in rows:
-        fields = [f.strip().strip('"') for f in (line.rstrip("\r\n").split(delim) if delim else line.split())]
+        fields = line.split(delim) if delim else line.split()
+        if '"' in line or (delim and " " in line):  # the per-field clean-up is the slow part: only when needed
+            fields = [f.strip().strip('"') for f in fields]
         if width is None:
             width = len(fields)
             if width < min_columns:
