@@ -36,3 +36,19 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling path to write; on success it is synced and renamed to ``path``."""
+    path = Path(path)
+    # A named file (not mkstemp) so the result gets the usual permissions rather than 0600.
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:  # the data must be on disk before the rename publishes it
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

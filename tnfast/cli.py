@@ -178,11 +178,13 @@ def train_cmd(
 def infer_cmd(
     out_store: Annotated[Path, typer.Option("--out", help="Zarr store to write (e.g. preds.zarr).")],
     run: Annotated[Optional[Path], typer.Option(help="Run directory (default: the newest under runs/).")] = None,
+    genes: Annotated[Optional[Path], typer.Option(help="Only these genes (one id per line, or a gene_id column); default all.")] = None,
     types: Annotated[Optional[str], typer.Option(help="Comma-separated types (default: all the run has).")] = None,
     chunk: Annotated[int, typer.Option(help="Genes per chunk (memory is bounded by it).")] = 1024,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted store: completed chunks are kept.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
 ) -> None:
-    """Predict every gene of the run's bundle and stream the predictions to Zarr."""
+    """Predict every gene of the run's bundle and stream the predictions to Zarr (torchrun shards it)."""
     from .infer import infer, parse_types
 
     with _bar() as bar:
@@ -193,8 +195,74 @@ def infer_cmd(
             tasks or tasks.append(bar.add_task("predicting", total=total))
             bar.update(tasks[0], completed=done)
 
-        path = infer(out_store, run, parse_types(types), chunk, overwrite, progress=advance)
+        path = infer(out_store, run, parse_types(types), genes, chunk, overwrite, resume, progress=advance)
     out.print(f"predictions: {path}")
+
+
+@app.command("export")
+def export_cmd(
+    preds: Annotated[Path, typer.Argument(help="A preds.zarr written by `tnfast infer`.")],
+    fmt: Annotated[str, typer.Option("--format", help="gctx (CMap layout) or tsv (.gz compresses).")],
+    out_file: Annotated[Path, typer.Option("--out", help="File to write.")],
+    types: Annotated[Optional[str], typer.Option(help="Comma-separated types (default: all in the store).")] = None,
+    genes: Annotated[Optional[Path], typer.Option(help="Only these genes (one id per line, or a gene_id column).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+) -> None:
+    """Export predictions as GCTX (rows landmarks, columns <pert_type>:<gene>) or TSV."""
+    from .export import export
+    from .infer import parse_types
+
+    path = export(preds, fmt, out_file, parse_types(types), genes, overwrite)
+    out.print(f"wrote {path}")
+
+
+@app.command("query")
+def query_cmd(
+    preds: Annotated[Path, typer.Option(help="A preds.zarr written by `tnfast infer`.")],
+    signature: Annotated[Path, typer.Option(help="Query signature: a GCTX column or a TSV of landmark_id, value.")],
+    column: Annotated[Optional[str], typer.Option(help="The GCTX column id, when the file has several.")] = None,
+    top: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    method: Annotated[str, typer.Option(help="pearson, spearman, cosine or wtcs (CMap's connectivity score).")] = "pearson",
+    types: Annotated[Optional[str], typer.Option(help="Comma-separated types to search (default all).")] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write every ranked (perturbation, gene) as TSV.")] = None,
+) -> None:
+    """Rank every predicted perturbation by similarity to a query signature."""
+    from .infer import parse_types
+    from .query import query, write_hits
+
+    hits = query(preds, signature, method, column, parse_types(types))
+    t = Table("rank", "perturbation", "gene", method, "measured", title=f"best matches to {signature.name}")
+    for i, h in enumerate(hits[:top], 1):
+        t.add_row(str(i), h.perturbation, h.gene, f"{h.score:.4f}", "yes" if h.measured else "")
+    out.print(t)
+    if out_file is not None:
+        write_hits(hits, out_file)
+        out.print(f"wrote {len(hits)} rows to {out_file}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: Annotated[Optional[Path], typer.Option(help="Run directory (default: the newest under runs/, or the run of --preds).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Bundle (default: the run's).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="valid or test (default: test when the bundle has test signatures, else valid).")] = None,
+    truth: Annotated[Optional[list[str]], typer.Option("--truth", help="Measured signatures instead of a split: GCTX, or TYPE=FILE for TSV/CSV (repeatable).")] = None,
+    preds: Annotated[Optional[Path], typer.Option(help="Score this preds.zarr instead of running the run's model.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write PNG plots and an index.html into this folder.")] = None,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write every number as JSON.")] = None,
+) -> None:
+    """Score predictions and the baselines (training mean, ridge, kNN, network, other type, oracle)."""
+    from .evaluate import evaluate, write_json
+    from .report import print_tables, write_report
+
+    ev = evaluate(run, data, split, truth or (), preds, progress=_say)
+    print_tables(ev.summary, out)
+    if json_file is not None:
+        out.print(f"json: {write_json(ev.summary, json_file)}")
+    if report is not None:
+        path, notes = write_report(ev, report)
+        for n in notes:
+            _say(n)
+        out.print(f"report: {path / 'index.html'}")
 
 
 def main() -> None:

@@ -2,8 +2,14 @@
 
 Store layout (the output contract in DESIGN.md): ``predictions`` float32 (perturbation, gene,
 landmark) chunked along genes; coordinates ``perturbation``, ``gene``, ``landmark`` (strings);
-``measured`` bool (perturbation, gene); attributes tnfast version, run id, units and
-``complete``, which stays false until the last chunk is written and the metadata consolidated.
+``measured`` bool (perturbation, gene); ``done`` uint8 (one entry per gene chunk, its own Zarr
+chunk); attributes tnfast version, run id, units, chunk size and ``complete``.
+
+Crash safety: zarr writes each chunk file atomically (temporary file + rename), and ``done[k]``
+is set only after prediction chunk k is written, so after a SIGKILL at any moment every chunk
+marked done is whole; ``--resume`` recomputes the others. ``complete`` turns true, and the
+metadata is consolidated, only when every chunk is done. Under torchrun each rank writes a
+disjoint, contiguous block of chunks of the same store.
 """
 
 from __future__ import annotations
@@ -19,18 +25,19 @@ import zarr
 
 from . import __version__
 from .data.bundle import TYPES, load_bundle
+from .distributed import barrier, my_range, world
 from .errors import InputError
+from .preds import STORE_FORMAT, STORE_VERSION, gene_positions
+from .preds import labels as coord_labels
 from .runs import latest_run, read_run
 from .train import TrainConfig, design_matrix, load_model
 
 
 def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: list[str] | None = None,
-          chunk: int = 1024, overwrite: bool = False,
-          progress: Callable[[int, int], None] = lambda done, total: None) -> Path:
-    """Write predictions for all genes of the run's bundle to the Zarr store ``out``."""
+          genes: str | os.PathLike | None = None, chunk: int = 1024, overwrite: bool = False,
+          resume: bool = False, progress: Callable[[int, int], None] = lambda done, total: None) -> Path:
+    """Write predictions for the run's genes (all, or those listed in ``genes``) to the Zarr store ``out``."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(out, "already exists (pass --overwrite to replace it)")
     if chunk < 1:
         raise InputError("--chunk", f"must be >= 1, got {chunk}")
     run_dir = Path(run) if run is not None else latest_run()
@@ -39,41 +46,88 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
     missing = [t for t in types if t not in meta["types"]]
     if missing:
         raise InputError(run_dir, f"the run has no model for {', '.join(missing)} (it has {', '.join(meta['types'])})")
-    models = load_model(run_dir, meta)
     bundle = load_bundle(meta["data"], truth=False)
-    x = design_matrix(bundle, TrainConfig(**meta["config"]))
-    n, n_lm = bundle.n_genes, len(bundle.landmarks)
+    idx = np.arange(bundle.n_genes) if genes is None else gene_positions(genes, bundle.genes, f"run {meta['run_id']}")
+    labels = {"perturbation": np.array(types), "gene": bundle.genes[idx], "landmark": bundle.landmarks}
+    n_chunks = -(-len(idx) // chunk)
+    fresh = _check_store(out, meta["run_id"], labels, chunk, overwrite, resume)
 
+    rank, size = world()
+    if rank == 0 and fresh:
+        _create_store(out, meta["run_id"], bundle, idx, labels, chunk)
+    barrier()
+    root = zarr.open_group(out, mode="r+")
+    pred, done = root["predictions"], root["done"]
+    have = done[:].astype(bool)
+    todo = [k for k in my_range(n_chunks, rank, size) if not have[k]]
+    if todo:
+        models = load_model(run_dir, meta)
+        x = design_matrix(bundle, TrainConfig(**meta["config"]))
+    finished = int(have.sum())
+    for k in todo:
+        rows = idx[k * chunk:(k + 1) * chunk]
+        pred[:, k * chunk:k * chunk + len(rows)] = np.stack([models[t].predict(x[rows]) for t in types])
+        done[k] = 1  # after the chunk itself: a chunk marked done is whole
+        finished += 1
+        progress(finished, n_chunks)
+    barrier()
+    if rank == 0:
+        if not done[:].all():
+            raise InputError(out, "some chunks are still missing (a rank failed?); run again with --resume")
+        root.attrs["complete"] = True
+        with warnings.catch_warnings():
+            # xarray reads consolidated metadata; zarr warns that v3 has not standardised it yet.
+            warnings.filterwarnings("ignore", message="Consolidated metadata")
+            zarr.consolidate_metadata(out)
+    progress(n_chunks, n_chunks)
+    return out
+
+
+def _check_store(out: Path, run_id: str, labels: dict, chunk: int, overwrite: bool, resume: bool) -> bool:
+    """Decide, identically on every rank, whether to start a new store (True) or continue one."""
+    if not out.exists():
+        return True
+    if not (out / "zarr.json").is_file():
+        raise InputError(out, "exists and is not a Zarr store; refusing to replace it")
+    if overwrite:
+        return True
+    if not resume:
+        raise InputError(out, "already exists (pass --resume to continue it or --overwrite to replace it)")
+    try:
+        root = zarr.open_group(out, mode="r")
+        attrs = dict(root.attrs)
+        same_labels = all(np.array_equal(coord_labels(root[k]), v.astype(str)) for k, v in labels.items())
+    except Exception as e:  # a damaged store: one line, not a zarr traceback
+        raise InputError(out, f"cannot be resumed ({type(e).__name__}: {e}); use --overwrite") from None
+    if attrs.get("format") != STORE_FORMAT or attrs.get("version", 0) > STORE_VERSION:
+        raise InputError(out, "is not a tnfast predictions store this version can resume")
+    if attrs.get("run_id") != run_id or attrs.get("chunk") != chunk or not same_labels:
+        raise InputError(out, f"was started by run {attrs.get('run_id')} with chunk {attrs.get('chunk')} and other "
+                              "genes or types; --resume needs the same run, --chunk, --genes and --types")
+    return False
+
+
+def _create_store(out: Path, run_id: str, bundle, idx: np.ndarray, labels: dict, chunk: int) -> None:
     if out.exists():
         shutil.rmtree(out)
     root = zarr.open_group(out, mode="w")
-    root.attrs.update({"tnfast_version": __version__, "run_id": meta["run_id"],
-                       "units": bundle.meta.get("units", "as in the training signatures"),
-                       "complete": False})
-    pred = root.create_array("predictions", shape=(len(types), n, n_lm), chunks=(len(types), chunk, n_lm),
-                             dtype="float32", fill_value=np.nan,
-                             dimension_names=("perturbation", "gene", "landmark"))
-    for dim, labels in (("perturbation", types), ("gene", bundle.genes), ("landmark", bundle.landmarks)):
+    root.attrs.update({"format": STORE_FORMAT, "version": STORE_VERSION, "tnfast_version": __version__,
+                       "run_id": run_id, "units": bundle.meta.get("units", "as in the training signatures"),
+                       "chunk": chunk, "complete": False})
+    n_types, n, n_lm = (len(v) for v in labels.values())
+    root.create_array("predictions", shape=(n_types, n, n_lm), chunks=(n_types, chunk, n_lm), dtype="float32",
+                      fill_value=np.nan, dimension_names=tuple(labels))
+    for dim, values in labels.items():
         # Variable-length strings: the zarr 3 string type with a specification.
-        coord = root.create_array(dim, shape=(len(labels),), dtype=str, dimension_names=(dim,))
-        coord[:] = np.asarray(labels, dtype=str)
-    measured = np.zeros((len(types), n), bool)
-    for i, t in enumerate(types):
+        coord = root.create_array(dim, shape=(len(values),), dtype=str, dimension_names=(dim,))
+        coord[:] = values.astype(str)
+    measured = np.zeros((n_types, len(bundle.genes)), bool)
+    for i, t in enumerate(labels["perturbation"].tolist()):
         if t in bundle.signatures:
             measured[i, bundle.signatures[t].gene] = True
-    root.create_array("measured", data=measured, dimension_names=("perturbation", "gene"))
-
-    starts = range(0, n, chunk)
-    for k, lo in enumerate(starts):
-        hi = min(lo + chunk, n)
-        pred[:, lo:hi] = np.stack([models[t].predict(x[lo:hi]) for t in types])
-        progress(k + 1, len(starts))
-    root.attrs["complete"] = True
-    with warnings.catch_warnings():
-        # xarray reads consolidated metadata; zarr warns that v3 has not standardised it yet.
-        warnings.filterwarnings("ignore", message="Consolidated metadata")
-        zarr.consolidate_metadata(out)
-    return out
+    root.create_array("measured", data=measured[:, idx], dimension_names=("perturbation", "gene"))
+    root.create_array("done", shape=(-(-n // chunk),), chunks=(1,), dtype="uint8", fill_value=0,
+                      dimension_names=("chunk",))
 
 
 def parse_types(value: str | None) -> list[str] | None:

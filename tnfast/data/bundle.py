@@ -36,6 +36,7 @@ VERSION = 1
 TYPES = ("RNAi", "CRISPR", "OE")
 # CMap pert_type codes of genetic perturbations; trt_sh.cgs is the consensus over a gene's shRNAs.
 PERT_TYPE_CODES = {"trt_sh": "RNAi", "trt_sh.cgs": "RNAi", "trt_xpr": "CRISPR", "trt_oe": "OE"}
+TYPE_CODES = {"RNAi": "trt_sh", "CRISPR": "trt_xpr", "OE": "trt_oe"}  # what tnfast writes
 SPLITS = ("train", "valid", "test")
 
 

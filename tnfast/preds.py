@@ -1,0 +1,100 @@
+"""Reading a preds.zarr store (written by tnfast.infer): validated, chunk by chunk."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .errors import InputError
+
+STORE_FORMAT = "tnfast-preds"
+STORE_VERSION = 1
+
+
+@dataclass
+class Preds:
+    path: Path
+    predictions: zarr.Array  # (perturbation, gene, landmark)
+    types: np.ndarray
+    genes: np.ndarray
+    landmarks: np.ndarray
+    measured: np.ndarray  # (perturbation, gene) bool
+    attrs: dict
+
+    def chunks(self, genes: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(gene positions, values (types, k, landmarks)) one store chunk at a time.
+
+        ``genes``: sorted positions to keep (default all); chunks without any are not read.
+        """
+        step = self.predictions.chunks[1]
+        n = len(self.genes)
+        for lo in range(0, n, step):
+            pos = np.arange(lo, min(lo + step, n))
+            if genes is not None:
+                pos = pos[np.isin(pos, genes)]
+                if not len(pos):
+                    continue
+            block = self.predictions[:, lo:lo + step]
+            yield pos, block[:, pos - lo]
+
+    def select_genes(self, ids_file: str | os.PathLike) -> np.ndarray:
+        return gene_positions(ids_file, self.genes, self.path)
+
+    def select_types(self, types: list[str] | None) -> np.ndarray:
+        if types is None:
+            return np.arange(len(self.types))
+        have = self.types.tolist()
+        missing = [t for t in types if t not in have]
+        if missing:
+            raise InputError(self.path, f"has no {', '.join(missing)} predictions (it has {', '.join(have)})")
+        return np.array([have.index(t) for t in types])
+
+
+def labels(coord: zarr.Array) -> np.ndarray:
+    """A string coordinate as a fixed-width str array (numpy cannot cast its StringDType directly)."""
+    return np.array(coord[:].tolist(), dtype=str)
+
+
+def gene_positions(ids_file: str | os.PathLike, universe: np.ndarray, source) -> np.ndarray:
+    """Sorted positions in ``universe`` of the genes listed in a file; unknown ids are an error."""
+    from .data.tables import read_id_list
+
+    wanted = read_id_list(ids_file)
+    if not len(wanted):
+        raise InputError(ids_file, "lists no genes")
+    index = {g: i for i, g in enumerate(universe.tolist())}
+    unknown = [g for g in wanted.tolist() if g not in index]
+    if unknown:
+        raise InputError(ids_file, f"{len(unknown)} gene ids are not in {source}, e.g. {unknown[0]!r}")
+    return np.array(sorted(index[g] for g in wanted.tolist()), dtype=np.int64)
+
+
+def open_preds(path: str | os.PathLike) -> Preds:
+    """Open a complete store for reading; an incomplete or foreign one is a one-line error."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise InputError(path, "not a Zarr store (expected the output of `tnfast infer`)")
+    try:
+        root = zarr.open_group(path, mode="r")
+        attrs = dict(root.attrs)
+        if attrs.get("format") != STORE_FORMAT:
+            raise InputError(path, f"not a tnfast predictions store (attribute format != {STORE_FORMAT!r})")
+        if not isinstance(attrs.get("version"), int) or attrs["version"] > STORE_VERSION:
+            raise InputError(path, f"store format version {attrs.get('version')!r}; this tnfast reads up to "
+                                   f"{STORE_VERSION} (upgrade tnfast)")
+        if not attrs.get("complete"):
+            raise InputError(path, "is incomplete (an interrupted `tnfast infer`; finish it with --resume)")
+        p = Preds(path, root["predictions"], *(labels(root[k]) for k in ("perturbation", "gene", "landmark")),
+                  root["measured"][:], attrs)
+    except InputError:
+        raise
+    except Exception as e:  # damaged metadata or arrays: one line, not a zarr traceback
+        raise InputError(path, f"cannot read the store ({type(e).__name__}: {e})") from None
+    if p.predictions.shape != (len(p.types), len(p.genes), len(p.landmarks)):
+        raise InputError(path, "predictions do not match the perturbation, gene and landmark coordinates")
+    return p
