@@ -1,0 +1,129 @@
+"""What every benchmark shares: timing, peak memory, environment facts, the report header.
+
+Timings are medians after warm-up (CUDA events on a GPU, perf_counter on CPU). Peak memory on a
+GPU is torch.cuda.max_memory_allocated above what was allocated before the call; on CPU it is
+the growth of the process's peak RSS (ru_maxrss) over the step, which only means something in
+a process that ran nothing bigger before, so CPU providers are measured in fresh subprocesses
+(see :func:`run_isolated`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+# Peak memory bandwidth of the GPUs we report on (bytes/s), for the fraction-of-bound column.
+BANDWIDTH = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip() or None
+    except Exception:  # noqa: BLE001 - no git, not a checkout, ...: the commit is optional
+        return None
+
+
+def device_name(cuda: bool) -> str:
+    if cuda:
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def bandwidth_bound(cuda: bool) -> float | None:
+    if not cuda:
+        return None
+    name = torch.cuda.get_device_name()
+    return next((bw for key, bw in BANDWIDTH.items() if key in name), None)
+
+
+def versions() -> dict:
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    return {"torch": torch.__version__, "triton": triton_version, "python": platform.python_version(),
+            "cuda": torch.version.cuda}
+
+
+def header(benchmark: str, scale: str, cuda: bool, warmup: int, repeats: int) -> dict:
+    return {
+        "benchmark": benchmark, "scale": scale, "device": device_name(cuda),
+        "device_type": "cuda" if cuda else "cpu", "cpu_threads": torch.get_num_threads(),
+        "versions": versions(), "git_commit": git_commit(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "warmup": warmup, "repeats": repeats,
+        "timing": "median of cuda.Event times" if cuda else "median of time.perf_counter times",
+        "peak_memory": ("torch.cuda.max_memory_allocated above the inputs" if cuda
+                        else "growth of peak RSS over one step, in a fresh process per provider"),
+    }
+
+
+def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return ((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt().clamp_min(1e-30)).item()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(step: Callable[[], object], warmup: int, repeats: int, cuda: bool) -> dict:
+    """Median and spread (ms) of ``step`` after warm-up, and its peak memory (MiB)."""
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = peak_rss_mib()
+    step()  # the first call also sets the peak
+    if cuda:
+        torch.cuda.synchronize()
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak = peak_rss_mib() - base
+    for _ in range(max(warmup - 1, 0)):
+        step()
+    times = []
+    for _ in range(repeats):
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "peak_mib": peak}
+
+
+def run_isolated(script: Path, args: list[str], timeout: float = 3600) -> dict:
+    """Run ``script --worker ...`` in a fresh Python process and return the JSON it prints last."""
+    r = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout)
+    lines = [x for x in r.stdout.splitlines() if x.startswith("{")]
+    if r.returncode != 0 or not lines:
+        tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"status": f"error: worker exited {r.returncode}: {tail[:300]}"}
+    return json.loads(lines[-1])

@@ -1,0 +1,238 @@
+"""Pure-PyTorch semantics of every op in ``tnfast.kernels``: the test oracle and the CPU path.
+
+GAT message passing (see :func:`tnfast.kernels.gat_aggregate` for the full contract)::
+
+    z[e,h]     = a_src[src_e, h] + a_dst[dst_e, h]
+    s[e,h]     = LeakyReLU(z[e,h]) + log w_e
+    alpha[e,h] = softmax of s[., h] over the edges e into dst_e
+    out[i,h]   = sum_{e into i} alpha[e,h] * h[src_e, h]        (zeros for a row with no edges)
+
+Two implementations live here:
+
+* :func:`gat_aggregate_reference` — the production CPU path (and the fallback on any device
+  without Triton). Per head, on one contiguous (M, D) copy of that head at a time: edge scores
+  (E,) → per-row max and sum with ``torch.segment_reduce`` over ``indptr`` → unnormalised weights
+  → ``out_h = CSR(p) @ h_h / sum`` with sparse ``addmm``. A hand-written backward (autograd never
+  sees the sparse ops: letting it differentiate ``sparse.mm`` densifies N x N and is ~100x
+  slower): ``d_h_h = CSR(alpha)^T @ d_out_h`` over the cached reverse CSR,
+  ``d_alpha = sampled_addmm(d_out_h, h_h^T)`` on the graph's pattern, the softmax backward
+  (row term summed over the edges), the LeakyReLU backward, then a segment sum per destination
+  (``d_a_dst``) and a scatter-add per source (``d_a_src``; serial, hence deterministic, on CPU;
+  segment sums over the reverse CSR on other devices). Only O(E) tensors for one head exist at a
+  time — never E x D, never E x H x D. Saved for the backward: the inputs and the (H, M)
+  log-sum-exp; alpha is recomputed. Half-precision inputs are computed in float32, float64 in
+  float64.
+* :func:`gat_aggregate_naive` — per-edge gathers and scatters with plain autograd, E x H x D
+  memory: obviously correct, for tests only (independent oracle for both fast paths).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .csr import GraphPlan, graph_plan
+
+__all__ = ["gat_aggregate_reference", "gat_aggregate_naive"]
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _head(x: torch.Tensor, k: int, cdt: torch.dtype) -> torch.Tensor:
+    """Head k of an (M, H, D) tensor as a contiguous (M, D) matrix in the compute dtype (a
+    copy of one head at a time: the sparse kernels are slow on strided operands)."""
+    return x[:, k].to(cdt).contiguous()
+
+
+def _spmm_into(out: torch.Tensor, a: torch.Tensor, x: torch.Tensor) -> None:
+    """out[...] = a @ x for a sparse CSR ``a``; ``out`` may be a strided view (one head)."""
+    if out.device.type == "cpu":  # MKL writes the strided view directly
+        torch.addmm(out, a, x, beta=0, out=out)
+    else:
+        out.copy_(torch.sparse.mm(a, x))
+
+
+def _edge_scores(a_src_k, a_dst_k, logw, slope, plan: GraphPlan):
+    """(z, s): pre-activation and score of every edge for one head, both (E,)."""
+    z = a_src_k.index_select(0, plan.indices)
+    z += a_dst_k.index_select(0, plan.dst)
+    s = F.leaky_relu(z, slope)
+    if logw is not None:
+        s += logw
+    return z, s
+
+
+class _GATReference(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, a_src, a_dst, logw, slope: float, plan: GraphPlan):
+        m, nh, d = h.shape
+        cdt = _compute_dtype(h.dtype)
+        out = torch.zeros(m, nh, d, dtype=cdt, device=h.device)
+        lse = torch.full((nh, m), float("-inf"), dtype=cdt, device=h.device)
+        if plan.e and out.numel():
+            asrc = a_src.to(cdt).t().contiguous()
+            adst = a_dst.to(cdt).t().contiguous()
+            lg = None if logw is None else logw.to(cdt)
+            for k in range(nh):
+                s = asrc[k].index_select(0, plan.indices)
+                s += adst[k].index_select(0, plan.dst)
+                F.leaky_relu_(s, slope)
+                if lg is not None:
+                    s += lg
+                mx = torch.segment_reduce(s, "max", offsets=plan.crow)  # -inf on empty rows
+                s -= mx.index_select(0, plan.dst)
+                p = s.exp_()  # unnormalised weights in (0, 1]
+                den = torch.segment_reduce(p, "sum", offsets=plan.crow)
+                lse[k] = mx + den.log()
+                # normalise the (M, D) output rather than the (E,) weights
+                ok = out[:, k]
+                _spmm_into(ok, plan.csr(p), _head(h, k, cdt))
+                ok /= den.clamp_min(torch.finfo(cdt).tiny)[:, None]
+                del s, p
+        out = out.to(h.dtype)
+        ctx.slope = slope
+        ctx.plan = plan
+        ctx.save_for_backward(h, a_src, a_dst, logw, lse)
+        ctx.mark_non_differentiable(lse)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, d_out, _d_lse):
+        h, a_src, a_dst, logw, lse = ctx.saved_tensors
+        plan: GraphPlan = ctx.plan
+        slope = ctx.slope
+        need_h, need_src, need_dst = ctx.needs_input_grad[:3]
+        m, nh, d = h.shape
+        cdt = _compute_dtype(h.dtype)
+        dh = torch.zeros(m, nh, d, dtype=cdt, device=h.device) if need_h else None
+        dsrc = torch.zeros(nh, m, dtype=cdt, device=h.device) if need_src else None
+        ddst = torch.zeros(nh, m, dtype=cdt, device=h.device) if need_dst else None
+        if plan.e and h.numel() and d_out is not None:
+            asrc = a_src.to(cdt).t().contiguous()
+            adst = a_dst.to(cdt).t().contiguous()
+            lg = None if logw is None else logw.to(cdt)
+            need_a = need_src or need_dst
+            rev = plan.reverse if (need_h or h.device.type != "cpu") else None
+            for k in range(nh):
+                z, alpha = _edge_scores(asrc[k], adst[k], lg, slope, plan)
+                alpha -= lse[k].index_select(0, plan.dst)
+                alpha.exp_()
+                gk = _head(d_out, k, cdt)
+                if need_h:
+                    a_rev = alpha.index_select(0, rev.perm)  # source-major order
+                    dk = dh[:, k]
+                    _spmm_into(dk, plan.reverse_csr(a_rev), gk)
+                    del a_rev
+                if need_a:
+                    # d_alpha_e = <d_out[dst_e], h[src_e]> on the graph's pattern, no E x D tensor
+                    hk = _head(h, k, cdt)
+                    da = torch.sparse.sampled_addmm(plan.csr(alpha), gk, hk.t(), beta=0.0).values()
+                    del hk
+                    # softmax backward: d_s = alpha * (d_alpha - sum_row alpha * d_alpha); the row
+                    # sum is taken over the edges (exact for any storage dtype of the output)
+                    da *= alpha
+                    delta = torch.segment_reduce(da, "sum", offsets=plan.crow)
+                    da -= alpha * delta.index_select(0, plan.dst)
+                    dz = torch.ops.aten.leaky_relu_backward(da, z, slope, False)
+                    del da, alpha
+                    if need_dst:
+                        ddst[k] = torch.segment_reduce(dz, "sum", offsets=plan.crow)
+                    if need_src:
+                        if dz.device.type == "cpu":  # serial, hence deterministic, on CPU
+                            dsrc[k].index_add_(0, plan.indices, dz)
+                        else:  # no atomics elsewhere: segment sums over the reverse CSR
+                            dsrc[k] = torch.segment_reduce(
+                                dz.index_select(0, rev.perm), "sum", offsets=plan.rev_crow
+                            )
+        return (
+            None if dh is None else dh.to(h.dtype),
+            None if dsrc is None else dsrc.t().to(a_src.dtype),
+            None if ddst is None else ddst.t().to(a_dst.dtype),
+            None,
+            None,
+            None,
+        )
+
+
+def gat_aggregate_reference(
+    h: torch.Tensor,
+    a_src: torch.Tensor,
+    a_dst: torch.Tensor,
+    indptr: torch.Tensor,
+    indices: torch.Tensor,
+    edge_weight: torch.Tensor | None = None,
+    negative_slope: float = 0.2,
+    *,
+    return_lse: bool = False,
+):
+    """Fast pure-PyTorch GAT aggregation (same contract as ``tnfast.kernels.gat_aggregate``).
+
+    Shapes: h (M, H, D); a_src, a_dst (M, H); indptr (M+1,) int32/int64; indices (E,) int32;
+    edge_weight (E,) > 0 or None. Returns out (M, H, D) in h's dtype (and, with
+    ``return_lse``, the (M, H) per-row log-sum-exp of the scores, -inf on empty rows).
+    Inputs are assumed validated (``gat_aggregate`` does it).
+    """
+    plan = graph_plan(indptr, indices)
+    logw = None if edge_weight is None else edge_weight.detach().to(_compute_dtype(h.dtype)).log()
+    out, lse = _GATReference.apply(h, a_src, a_dst, logw, float(negative_slope), plan)
+    return (out, lse.t()) if return_lse else out
+
+
+def gat_aggregate_naive(
+    h: torch.Tensor,
+    a_src: torch.Tensor,
+    a_dst: torch.Tensor,
+    indptr: torch.Tensor,
+    indices: torch.Tensor,
+    edge_weight: torch.Tensor | None = None,
+    negative_slope: float = 0.2,
+) -> torch.Tensor:
+    """Obviously-correct GAT aggregation by per-edge gathers/scatters and plain autograd.
+
+    Shapes as in :func:`gat_aggregate_reference`. Materialises (E, H, D): tests only.
+    """
+    m, nh, d = h.shape
+    src = indices.long()
+    dst = torch.repeat_interleave(torch.arange(m, device=h.device), indptr.long().diff())
+    s = F.leaky_relu(a_src[src] + a_dst[dst], negative_slope)  # (E, H)
+    if edge_weight is not None:
+        s = s + edge_weight.to(s.dtype).log()[:, None]
+    idx = dst[:, None].expand(-1, nh)
+    mx = torch.full((m, nh), float("-inf"), dtype=s.dtype, device=h.device)
+    mx = mx.scatter_reduce(0, idx, s.detach(), "amax")  # softmax is shift-invariant: no grad needed
+    p = torch.exp(s - mx[dst])
+    den = torch.zeros(m, nh, dtype=s.dtype, device=h.device).index_add(0, dst, p)
+    alpha = p / den[dst]
+    msg = alpha[:, :, None] * h[src]  # (E, H, D)
+    return torch.zeros(m, nh, d, dtype=msg.dtype, device=h.device).index_add(0, dst, msg)
+
+
+# --------------------------------------------------------------------------------------------
+# Attention (see tnfast.kernels.attention for the full contract):
+#     out = softmax(q @ k^T * scale, dim=-1) @ v,   q, k, v (B, H, L, D),   scale = 1/sqrt(D) by default
+# --------------------------------------------------------------------------------------------
+__all__ += ["attention_reference", "attention_naive"]
+
+
+def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """Pure-PyTorch attention, the CPU path: ``torch.nn.functional.scaled_dot_product_attention``.
+
+    Shapes: q, k, v (B, H, L, D); returns (B, H, L, D) in the input dtype. No mask, no dropout;
+    ``scale`` defaults to 1/sqrt(D). SDPA picks its own backend (fused flash/memory-efficient
+    kernels where they apply, its math path otherwise) and supplies the gradients. Inputs are
+    assumed validated (``attention`` does it).
+    """
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    return F.scaled_dot_product_attention(q, k, v, scale=float(scale))
+
+
+def attention_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """Plain matmul-softmax-matmul attention, as TranscriptionNet does it: materialises the
+    (B, H, L, L) scores. The independent test oracle and the benchmark's baseline."""
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
