@@ -373,7 +373,7 @@ def _backward(do, q, k, v, o, lse, scale: float, cfg: dict, need_q: bool, need_k
         )
         return dq, dk, dv
     bm, bn = cfg["BLOCK_M"], cfg["BLOCK_N"]
-    num_m, num_n = triton.cdiv(seq, bm), triton.cdiv(seq, bn)
+    num_m = triton.cdiv(seq, bm)
     delta = torch.empty(bsz, nh, seq, dtype=torch.float32, device=q.device)
     _attn_bwd_preprocess_kernel[(bsz * nh * num_m,)](
         o, do, delta, nh, seq, d, num_m, *o.stride(), *do.stride(),
