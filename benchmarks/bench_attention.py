@@ -20,18 +20,16 @@ memory is ``torch.cuda.max_memory_allocated`` above the inputs (not measured on 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import platform
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from tnfast.kernels import attention, attention_naive
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import header, measure, rel_rms  # noqa: E402
+
+from tnfast.kernels import attention, attention_naive  # noqa: E402
 
 SCALES = {
     # name: (B, warmup, repeats)
@@ -56,11 +54,6 @@ def _provider_fn(name: str):
     raise ValueError(f"unknown provider {name!r}")
 
 
-def _rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach().double(), b.detach().double()
-    return ((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt().clamp_min(1e-30)).item()
-
-
 def _step(fn, q, k, v, do, mode):
     out = fn(q, k, v)
     if mode == "fwd_bwd":
@@ -74,15 +67,15 @@ def _check(fn, q, k, v, do, mode) -> float:
     out = _step(fn, q, k, v, do, mode)
     ref = [t[:CHECK_B].detach().double().requires_grad_(mode == "fwd_bwd") for t in (q, k, v)]
     want = attention_naive(*ref)
-    errs = [_rel_rms(out[:CHECK_B], want)]
+    errs = [rel_rms(out[:CHECK_B], want)]
     if mode == "fwd_bwd":
         want.backward(do[:CHECK_B].double())
-        errs += [_rel_rms(t.grad[:CHECK_B], r.grad) for t, r in zip((q, k, v), ref)]
+        errs += [rel_rms(t.grad[:CHECK_B], r.grad) for t, r in zip((q, k, v), ref)]
     return max(errs)
 
 
 def _time(fn, q, k, v, do, mode, warmup: int, repeats: int, cuda: bool) -> tuple[float, float | None]:
-    """(median milliseconds, peak MiB above the live tensors or None on CPU)."""
+    """(median milliseconds, peak MiB above the live tensors, or None on CPU where it is not measured)."""
     leaves = [t.detach().requires_grad_(mode == "fwd_bwd") for t in (q, k, v)]
 
     def once():
@@ -91,63 +84,8 @@ def _time(fn, q, k, v, do, mode, warmup: int, repeats: int, cuda: bool) -> tuple
         with torch.set_grad_enabled(mode == "fwd_bwd"):
             return _step(fn, *leaves, do, mode)
 
-    for _ in range(warmup):
-        once()
-    peak = None
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        once()
-        torch.cuda.synchronize()
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            once()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            once()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), peak
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=10, check=True,
-        )
-        return out.stdout.strip() or None
-    except Exception:  # noqa: BLE001 - no git, not a checkout, ...: the commit is optional
-        return None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def _versions() -> dict:
-    try:
-        import triton
-
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = None
-    return {"torch": torch.__version__, "triton": triton_version, "python": platform.python_version(),
-            "cuda": torch.version.cuda}
-
+    m = measure(once, warmup, repeats, cuda)
+    return m["median_ms"], m["peak_mib"] if cuda else None
 
 def run_benchmark(
     scale: str = "full",
@@ -206,20 +144,8 @@ def run_benchmark(
                             row[key] = (r / t) if (t and r) else None
                         results.append(row)
                         log(_fmt(row))
-    return {
-        "benchmark": "attention",
-        "scale": scale,
-        "device": torch.cuda.get_device_name(torch.device(device)) if cuda else _cpu_name(),
-        "device_type": "cuda" if cuda else "cpu",
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "warmup": warmup,
-        "repeats": repeats,
-        "timing": "median of cuda.Event times" if cuda else "median of time.perf_counter times",
-        "peak_memory": "torch.cuda.max_memory_allocated above the inputs" if cuda else "not measured on CPU",
-        "results": results,
-    }
+    return {**header("attention", scale, cuda, warmup, repeats), "results": results,
+            "peak_memory": "torch.cuda.max_memory_allocated above the inputs" if cuda else "not measured on CPU"}
 
 
 def _fmt(row: dict) -> str:

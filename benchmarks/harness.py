@@ -2,9 +2,9 @@
 
 Timings are medians after warm-up (CUDA events on a GPU, perf_counter on CPU). Peak memory on a
 GPU is torch.cuda.max_memory_allocated above what was allocated before the call; on CPU it is
-the growth of the process's peak RSS (ru_maxrss) over the step, which only means something in
-a process that ran nothing bigger before, so CPU providers are measured in fresh subprocesses
-(see :func:`run_isolated`).
+the peak RSS during the step above the RSS before it (Linux: the high-water mark is reset
+through /proc/self/clear_refs). CPU providers still run in fresh subprocesses
+(:func:`run_isolated`), so one provider's freed-but-cached memory cannot hide another's.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -83,8 +82,17 @@ def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt().clamp_min(1e-30)).item()
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _status_mib(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+    raise OSError(f"{key} not in /proc/self/status")
+
+
+def reset_peak_rss() -> float:
+    """Reset the process's RSS high-water mark; return the current RSS (MiB)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mib("VmRSS")
 
 
 def measure(step: Callable[[], object], warmup: int, repeats: int, cuda: bool) -> dict:
@@ -94,13 +102,13 @@ def measure(step: Callable[[], object], warmup: int, repeats: int, cuda: bool) -
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = peak_rss_mib()
+        base = reset_peak_rss()
     step()  # the first call also sets the peak
     if cuda:
         torch.cuda.synchronize()
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = peak_rss_mib() - base
+        peak = _status_mib("VmHWM") - base
     for _ in range(max(warmup - 1, 0)):
         step()
     times = []
