@@ -30,7 +30,7 @@ from .errors import InputError
 from .preds import STORE_FORMAT, STORE_VERSION, gene_positions
 from .preds import labels as coord_labels
 from .runs import latest_run, read_run
-from .train import TrainConfig, design_matrix, load_model
+from .predict import load_predictor
 
 
 def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: list[str] | None = None,
@@ -61,12 +61,11 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
     have = done[:].astype(bool)
     todo = [k for k in my_range(n_chunks, rank, size) if not have[k]]
     if todo:
-        models = load_model(run_dir, meta)
-        x = design_matrix(bundle, TrainConfig(**meta["config"]))
+        predictor = load_predictor(run_dir, bundle)
     finished = int(have.sum())
     for k in todo:
         rows = idx[k * chunk:(k + 1) * chunk]
-        pred[:, k * chunk:k * chunk + len(rows)] = np.stack([models[t].predict(x[rows]) for t in types])
+        pred[:, k * chunk:k * chunk + len(rows)] = np.stack([predictor.predict(t, rows) for t in types])
         done[k] = 1  # after the chunk itself: a chunk marked done is whole
         finished += 1
         progress(finished, n_chunks)

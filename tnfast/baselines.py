@@ -1,0 +1,168 @@
+"""The baselines every model is shown beside: what it takes to be better than trivial.
+
+Each baseline learns only from the training signatures it is given (hyper-parameters from the
+valid signatures it is given) and never sees the signature it predicts: the caller passes
+training pools that exclude the evaluated genes. All return (n, L) predictions, float64 where
+they are averages (so a fallback to the training mean is exactly the mean).
+
+- training mean: the signature shared by all perturbations of a type;
+- ridge: :func:`tnfast.ridge.fit_ridge` on the gene inputs (network embedding + features);
+- kNN: the average training signature of the k genes most cosine-similar in the same inputs,
+  k chosen by valid MSE (like ridge's penalty);
+- network average: per layer, the edge-weighted mean of the measured training signatures of
+  the gene's neighbours; averaged over the layers where it has any; the training mean where it
+  has none (label propagation, one hop: the classic answer a network model must beat);
+- other type: the same gene's measured signature of another type, moved onto this type's
+  training mean (its deviation from its own type's training mean, added to this type's mean);
+- oracle: the noise-free truth of synthetic bundles (the ceiling), taken by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+from .data.csr import CSR
+from .ridge import Ridge, fit_ridge
+
+KNN_KS = (1, 3, 5, 10, 20, 50, 100)
+# Which other type stands in for a type, in order of preference (CRISPR knock-outs and RNAi
+# knock-downs both remove the gene; over-expression is the other direction).
+OTHER_TYPE_ORDER = {"RNAi": ("CRISPR", "OE"), "CRISPR": ("RNAi", "OE"), "OE": ("RNAi", "CRISPR")}
+
+
+def training_mean(y_train: np.ndarray) -> np.ndarray:
+    """(L,) float64 mean of the training signatures."""
+    return np.asarray(y_train, np.float64).mean(axis=0)
+
+
+def mean_baseline(y_train: np.ndarray, n: int) -> np.ndarray:
+    return np.broadcast_to(training_mean(y_train), (n, np.shape(y_train)[1])).copy()
+
+
+def ridge_baseline(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray | None,
+                   y_valid: np.ndarray | None, x_eval: np.ndarray) -> tuple[np.ndarray, Ridge]:
+    """Ridge on the gene inputs, the penalty chosen by valid MSE. Returns (predictions, model)."""
+    model = fit_ridge(x_train, y_train, x_valid, y_valid)
+    return model.predict(x_eval), model
+
+
+def _unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, np.float64)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, n, out=np.zeros_like(x), where=n > 0), n[:, 0] > 0
+
+
+def knn_neighbours(x_train: np.ndarray, x_query: np.ndarray, k_max: int,
+                   block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """(indices (q, k), valid (q,)): the ``k_max`` training rows most cosine-similar to each query.
+
+    Training rows with an all-zero input vector (a gene with no network edges and no features)
+    are never neighbours; queries with one have no neighbours (``valid`` false). Ties keep the
+    training order (a stable sort), so the result is deterministic.
+    """
+    t, t_ok = _unit_rows(x_train)
+    q, q_ok = _unit_rows(x_query)
+    k_max = min(k_max, int(t_ok.sum()))
+    idx = np.zeros((len(q), k_max), np.int64)
+    for lo in range(0, len(q), block):
+        s = q[lo:lo + block] @ t.T
+        s[:, ~t_ok] = -np.inf
+        idx[lo:lo + block] = np.argsort(-s, axis=1, kind="stable")[:, :k_max]
+    return idx, q_ok & (k_max > 0)
+
+
+def knn_predict(x_train: np.ndarray, y_train: np.ndarray, x_query: np.ndarray, k: int) -> np.ndarray:
+    """Average training signature of each query's ``k`` nearest genes (cosine); the mean where none."""
+    idx, ok = knn_neighbours(x_train, x_query, k)
+    return _knn_average(np.asarray(y_train, np.float64), idx, ok, k)
+
+
+def _knn_average(y: np.ndarray, idx: np.ndarray, ok: np.ndarray, k: int) -> np.ndarray:
+    out = np.broadcast_to(y.mean(axis=0), (len(idx), y.shape[1])).copy()
+    k = min(k, idx.shape[1])
+    if k > 0 and ok.any():
+        # One sparse (queries x training) averaging matrix: no (q, k, L) intermediate.
+        rows = np.repeat(np.arange(int(ok.sum())), k)
+        w = sp.csr_matrix((np.full(len(rows), 1.0 / k), (rows, idx[ok, :k].ravel())),
+                          shape=(int(ok.sum()), len(y)))
+        out[ok] = w @ y
+    return out
+
+
+def knn_baseline(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray | None,
+                 y_valid: np.ndarray | None, x_eval: np.ndarray, ks=KNN_KS) -> tuple[np.ndarray, int]:
+    """kNN average with k chosen by valid MSE (10 when there are no valid rows). Returns (predictions, k)."""
+    y = np.asarray(y_train, np.float64)
+    ks = sorted({min(k, len(y)) for k in ks if k >= 1})
+    k = min(10, len(y))
+    if x_valid is not None and len(x_valid) and len(ks) > 1:
+        idx, ok = knn_neighbours(x_train, x_valid, max(ks))
+        errors = [((_knn_average(y, idx, ok, kk) - y_valid) ** 2).mean() for kk in ks]
+        k = ks[int(np.argmin(errors))]
+    return knn_predict(x_train, y, x_eval, k), k
+
+
+def network_average(networks: Mapping[str, CSR], train_genes: np.ndarray, y_train: np.ndarray,
+                    eval_genes: np.ndarray, mean: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Edge-weighted mean of the training signatures of each gene's neighbours, per layer, then over layers.
+
+    Works on deviations from ``mean`` (default: the training mean) and adds it back, so a gene
+    with neighbours in no layer gets the training mean. Returns (predictions (n, L), number of
+    layers in which each gene has at least one measured training neighbour (n,)).
+    """
+    y = np.asarray(y_train, np.float64)
+    mean = training_mean(y) if mean is None else np.asarray(mean, np.float64)
+    dev = y - mean
+    eval_genes = np.asarray(eval_genes, np.int64)
+    train_genes = np.asarray(train_genes, np.int64)
+    total = np.zeros((len(eval_genes), y.shape[1]))
+    layers = np.zeros(len(eval_genes), np.int64)
+    for csr in networks.values():
+        a = csr.to_scipy()[eval_genes][:, train_genes].astype(np.float64)
+        w = np.asarray(a.sum(axis=1)).ravel()
+        has = w > 0
+        if has.any():
+            total[has] += np.asarray(a[has] @ dev) / w[has, None]
+        layers += has
+    return mean + total / np.maximum(layers, 1)[:, None], layers
+
+
+def total_degree(networks: Mapping[str, CSR], n_genes: int) -> np.ndarray:
+    """(n_genes,) number of edges of each gene summed over the layers."""
+    deg = np.zeros(n_genes, np.int64)
+    for csr in networks.values():
+        deg += csr.degrees()
+    return deg
+
+
+def other_type_baseline(ptype: str, eval_genes: np.ndarray, mean: np.ndarray,
+                        others: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                        order: Mapping[str, tuple[str, ...]] = OTHER_TYPE_ORDER
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same gene's signature of another type, where one was measured.
+
+    ``others``: {type: (gene indices (m,), signatures (m, L), that type's training mean (L,))}
+    for the types other than ``ptype``. The first type of ``order[ptype]`` that measured a gene
+    is used: prediction = ``mean`` + (its signature - its type's training mean). Returns
+    (predictions (n, L) with NaN rows where no other type measured the gene, mask (n,), source
+    type of each row (n,) ('' where none)).
+    """
+    eval_genes = np.asarray(eval_genes, np.int64)
+    n, L = len(eval_genes), len(mean)
+    pred = np.full((n, L), np.nan)
+    source = np.full(n, "", dtype=object)
+    for o in order.get(ptype, tuple(others)):
+        if o == ptype or o not in others:
+            continue
+        genes, values, o_mean = others[o]
+        pos = {int(g): i for i, g in enumerate(np.asarray(genes).tolist())}
+        rows = np.array([pos.get(int(g), -1) for g in eval_genes.tolist()], np.int64)
+        take = (rows >= 0) & (source == "")
+        if take.any():
+            pred[take] = (np.asarray(mean, np.float64) + np.asarray(values, np.float64)[rows[take]]
+                          - np.asarray(o_mean, np.float64))
+            source[take] = o
+    return pred, source != "", source.astype(str)

@@ -1,0 +1,560 @@
+"""`tnfast evaluate`: did the model learn anything beyond the signature all perturbations share?
+
+Predictions come from a run (its model applied to the evaluated genes, :mod:`tnfast.predict`)
+or from a preds.zarr written by `tnfast infer`. Truth is a split of the bundle (default: test
+when it has signatures, else valid) or measured signatures in GCTX/TSV files (matched to the
+bundle's genes by perturbed gene id and type; several signatures of one gene and type are
+averaged, as the importer does).
+
+Per type, every predictor is scored on the same genes, per signature, then averaged:
+
+- ``pcc``, ``abs_pcc`` (the paper's mean |PCC|), ``pearson_delta`` (PCC of deviations from the
+  TRAINING mean of the type; 0 for the training mean however high its PCC), ``mse``;
+- ``ks_d``: the two-sample KS statistic of the pooled predicted vs measured values;
+- ``top50_direction``: sign agreement on each true signature's 50 landmarks of largest |value|;
+- retrieval: the rank of the true gene among all evaluated genes of the type when their
+  measured signatures are ranked by Pearson similarity to the prediction, both taken as
+  deviations from the training mean (so the shared pattern cannot help and a constant
+  prediction gets the chance rank); median rank, top-1 and top-10 hit rates.
+
+Predictors: ``model`` and the baselines of :mod:`tnfast.baselines` (``mean``, ``ridge``,
+``knn``, ``network``, ``other_type``, ``oracle``), each fitted only on the bundle's training
+signatures of the type (hyper-parameters on its valid signatures) with the evaluated genes
+removed from both pools, so no prediction ever sees its own signature. ``other_type`` is scored
+only on the genes another type measured (its ``n`` says how many). Results are also broken
+down by whether a gene was measured in another type and by tertiles of its total network
+degree. Flags say plainly when the model is no better than the training mean on PearsonΔ, or
+when a baseline matches or beats it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .baselines import (knn_baseline, network_average, other_type_baseline, ridge_baseline,
+                        total_degree, training_mean)
+from .data.bundle import TYPES, Bundle, load_bundle
+from .errors import InputError
+from .metrics import (abs_pearson, ks_d, pearson_delta, retrieval_ranks, retrieval_summary,
+                      row_mse, row_pearson, top_k_direction)
+from .runs import latest_run, read_run, runs_root
+from .train import TrainConfig, design_matrix
+
+EVAL_SPLITS = ("valid", "test")
+PREDICTORS = ("model", "mean", "ridge", "knn", "network", "other_type", "oracle")
+LABELS = {"model": "model", "mean": "training mean", "ridge": "ridge", "knn": "kNN",
+          "network": "network average", "other_type": "other type", "oracle": "oracle (noise-free)"}
+# Order of the tables: PearsonΔ first.
+METRICS = ("pearson_delta", "pcc", "abs_pcc", "mse", "ks_d", "top50_direction",
+           "retrieval_median_rank", "retrieval_top1", "retrieval_top10")
+PER_SIGNATURE = ("pearson_delta", "pcc", "abs_pcc", "mse", "top50_direction")
+TOP_K = 50
+NO_BETTER = "no better than the training mean"
+
+
+@dataclass
+class TypeDetail:
+    """Per-signature material of one type, for plots: rows are the evaluated genes."""
+
+    gene_ids: np.ndarray  # (n,) str
+    truth: np.ndarray  # (n, L) measured signatures
+    mean: np.ndarray  # (L,) training mean
+    preds: dict[str, np.ndarray]  # predictor -> (n, L); NaN rows where it does not apply
+    scores: dict[str, dict[str, np.ndarray]]  # predictor -> metric -> (n,); NaN where it does not apply
+    degree: np.ndarray  # (n,) total degree across layers
+    strata: dict[str, dict[str, np.ndarray]]  # stratification -> stratum -> (n,) bool
+
+
+@dataclass
+class Evaluation:
+    summary: dict  # the JSON document
+    details: dict[str, TypeDetail] = field(default_factory=dict)
+    run_dir: Path | None = None
+
+
+# --------------------------------------------------------------------------- prediction sources
+
+class _RunPredictions:
+    """The run's model, applied to genes named by id."""
+
+    def __init__(self, run_dir: Path, bundle: Bundle | None):
+        from .predict import load_predictor
+
+        self.p = load_predictor(run_dir, bundle)
+        self.types = self.p.types
+        self.landmarks = self.p.bundle.landmarks
+        self.where = run_dir
+        self._index = self.p.bundle.gene_index()
+
+    def __call__(self, ptype: str, gene_ids: np.ndarray) -> np.ndarray:
+        idx = np.array([self._index.get(g, -1) for g in gene_ids.tolist()], np.int64)
+        if (idx < 0).any():
+            bad = gene_ids[idx < 0]
+            raise InputError(self.where, f"{len(bad)} evaluated {ptype} genes are not in the run's bundle "
+                                         f"(e.g. {bad[0]!r})")
+        return self.p.predict(ptype, idx)
+
+
+class _StorePredictions:
+    """Predictions read from a preds.zarr (the output contract of `tnfast infer`; :func:`tnfast.preds.open_preds`)."""
+
+    def __init__(self, path: Path):
+        from .preds import open_preds
+
+        p = open_preds(path)  # complete, of this format, coordinates matching the array
+        self.where = path
+        self.run_id = p.attrs.get("run_id")
+        self.types = p.types.tolist()
+        self.landmarks = p.landmarks
+        self.arr = p.predictions
+        self._index = {g: i for i, g in enumerate(p.genes.tolist())}
+
+    def __call__(self, ptype: str, gene_ids: np.ndarray) -> np.ndarray:
+        idx = np.array([self._index.get(g, -1) for g in gene_ids.tolist()], np.int64)
+        if (idx < 0).any():
+            bad = gene_ids[idx < 0]
+            raise InputError(self.where, f"no predictions for {len(bad)} evaluated {ptype} genes (e.g. {bad[0]!r})")
+        order = np.argsort(idx, kind="stable")
+        vals = np.empty((len(idx), len(self.landmarks)), np.float32)
+        if len(idx):
+            vals[order] = self.arr.get_orthogonal_selection((self.types.index(ptype), idx[order], slice(None)))
+        bad = ~np.isfinite(vals).all(axis=1)
+        if bad.any():
+            raise InputError(self.where, f"NaN or infinite {ptype} predictions for gene {gene_ids[bad][0]!r} "
+                                         f"({int(bad.sum())} genes)")
+        return vals
+
+
+def _align(src: np.ndarray, dst: np.ndarray, where, what: str) -> np.ndarray:
+    """Positions in ``src`` of each id of ``dst``; the two must hold the same ids."""
+    pos = {x: i for i, x in enumerate(np.asarray(src).astype(str).tolist())}
+    idx = np.array([pos.get(x, -1) for x in np.asarray(dst).astype(str).tolist()], np.int64)
+    if (idx < 0).any() or len(src) != len(dst):
+        extra = sorted(set(np.asarray(src).astype(str).tolist()) - set(np.asarray(dst).astype(str).tolist()))
+        lacking = np.asarray(dst)[idx < 0]
+        example = f"{lacking[0]!r} is missing" if len(lacking) else f"{extra[0]!r} is not in the bundle"
+        raise InputError(where, f"{what} ids differ from the bundle's ({len(src)} vs {len(dst)}; {example})")
+    return idx
+
+
+# --------------------------------------------------------------------------- truth
+
+def _truth_sets(files: Sequence[str | os.PathLike], bundle: Bundle, notes: list[str]
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{type: (bundle gene indices, (n, L) measured signatures)} from GCTX/TSV files."""
+    from .data.importer import read_signature_file
+
+    index = bundle.gene_index()
+    sums: dict[str, dict[int, np.ndarray]] = {}
+    counts: dict[str, dict[int, int]] = {}
+    total = unknown = 0
+    example = None
+    for f in files:
+        ptype, p = parse_truth_arg(f)
+        for t, genes, landmarks, values in read_signature_file(p, ptype):
+            order = _align(landmarks, bundle.landmarks, p, "landmark")
+            values = np.asarray(values, np.float64)[:, order]
+            for g, v in zip(genes.tolist(), values):
+                total += 1
+                i = index.get(g, -1)
+                if i < 0:
+                    unknown += 1
+                    example = example or (p, g)
+                    continue
+                s = sums.setdefault(t, {})
+                s[i] = s.get(i, 0) + v
+                counts.setdefault(t, {})[i] = counts.get(t, {}).get(i, 0) + 1
+    if not sums:
+        p, g = example if example else (files[0], "?")
+        raise InputError(p, f"none of the {total} truth signatures names a gene of the bundle (e.g. {g!r}); "
+                            f"genes are matched by perturbed gene id (--gene-field of the import)")
+    if unknown:
+        notes.append(f"{unknown} of {total} truth signatures name genes not in the bundle; skipped")
+    out = {}
+    for t in TYPES:
+        if t in sums:
+            genes = np.array(sorted(sums[t]), np.int64)
+            vals = np.stack([sums[t][i] / counts[t][i] for i in genes.tolist()]).astype(np.float32)
+            out[t] = (genes, vals)
+    return out
+
+
+def parse_truth_arg(arg: str | os.PathLike) -> tuple[str | None, Path]:
+    """'FILE' or 'TYPE=FILE' -> (type or None, path). A TSV/CSV matrix needs its type this way."""
+    from .data.importer import parse_type
+
+    text = os.fspath(arg)
+    head, sep, tail = text.partition("=")
+    if sep and not Path(text).exists():
+        try:
+            return parse_type(head, "--truth"), Path(tail)
+        except InputError:
+            pass
+    p = Path(text)
+    if p.suffix.lower() != ".gctx":
+        raise InputError(p, "a TSV/CSV truth matrix needs its type: --truth RNAi=FILE (or CRISPR=, OE=)")
+    return None, p
+
+
+def read_truth(files: Sequence[str | os.PathLike], bundle: Bundle) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Public form of the truth-file reader: {type: (bundle gene indices, signatures)}."""
+    return _truth_sets(files, bundle, [])
+
+
+# --------------------------------------------------------------------------- scoring
+
+def per_signature(pred: np.ndarray, truth: np.ndarray, mean: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-signature metrics of one predictor: metric -> (n,)."""
+    return {"pearson_delta": pearson_delta(pred, truth, mean), "pcc": row_pearson(pred, truth),
+            "abs_pcc": abs_pearson(pred, truth), "mse": row_mse(pred, truth),
+            "top50_direction": top_k_direction(pred, truth, TOP_K)}
+
+
+def _summary(scores: dict[str, np.ndarray], ranks: np.ndarray, pred: np.ndarray, truth: np.ndarray,
+             rows: np.ndarray) -> dict:
+    """Averages over ``rows`` (a bool mask over the evaluated genes) of one predictor."""
+    n = int(rows.sum())
+    out: dict = {"n": n}
+    for k in PER_SIGNATURE:
+        out[k] = float(np.mean(scores[k][rows])) if n else float("nan")
+    pd = scores["pearson_delta"][rows]
+    out["pearson_delta_se"] = float(pd.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    out["ks_d"] = ks_d(pred[rows], truth[rows]) if n else float("nan")
+    out.update(retrieval_summary(ranks[rows]))
+    return {k: out[k] for k in ("n", *METRICS, "pearson_delta_se")}
+
+
+def _snap(pred: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """float64 predictions; a row within float32 rounding of the training mean becomes the mean.
+
+    Predictions arrive as float32 (a store, a model), the training mean here is float64: a
+    model that predicts the mean (or shrinks to it, like ridge at its largest penalty) differs
+    from it only by rounding, and PearsonΔ, blind to scale, would score that noise. A row whose
+    largest deviation is within 16 float32 ulps of the signature scale (max |mean|) is the mean.
+    """
+    pred = np.asarray(pred, np.float64)
+    mean = np.asarray(mean, np.float64)
+    tol = 16 * np.finfo(np.float32).eps * max(float(np.abs(mean).max(initial=0.0)), 1e-30)
+    with np.errstate(invalid="ignore"):
+        near = np.abs(pred - mean).max(axis=1, initial=0.0) <= tol
+    return np.where(near[:, None], mean, pred)
+
+
+def score(truth: np.ndarray, preds: dict[str, np.ndarray], mean: np.ndarray,
+          strata: dict[str, dict[str, np.ndarray]] | None = None) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """Score every predictor of one type against ``truth`` (n, L).
+
+    ``preds``: predictor -> (n, L), NaN rows where it has no prediction; ``mean``: the training
+    mean; ``strata``: stratification -> stratum -> (n,) bool. Returns (summary: predictor ->
+    averaged metrics, plus ``strata`` and ``flags``; per-signature scores: predictor -> metric ->
+    (n,) with NaN where the predictor does not apply).
+    """
+    truth = np.asarray(truth, np.float64)
+    n = len(truth)
+    summary: dict = {"n": n}
+    per_sig: dict[str, dict[str, np.ndarray]] = {}
+    ranks_of: dict[str, np.ndarray] = {}
+    masks: dict[str, np.ndarray] = {}
+    preds = {name: _snap(pred, mean) for name, pred in preds.items()}
+    for name, pred in preds.items():
+        mask = np.isfinite(pred).all(axis=1)
+        masks[name] = mask
+        s = {k: np.full(n, np.nan) for k in PER_SIGNATURE}
+        for k, v in per_signature(pred[mask], truth[mask], mean).items():
+            s[k][mask] = v
+        ranks = np.full(n, np.nan)
+        ranks[mask] = retrieval_ranks(pred[mask], truth, center=mean, true_index=np.flatnonzero(mask))
+        per_sig[name], ranks_of[name] = s, ranks
+        summary[name] = _summary(s, ranks, pred, truth, mask)
+    summary["strata"] = {}
+    for sname, groups in (strata or {}).items():
+        summary["strata"][sname] = {}
+        for gname, rows in groups.items():
+            entry: dict = {"n": int(rows.sum())}
+            for name, pred in preds.items():
+                r = rows & masks[name]
+                if r.any():
+                    entry[name] = _summary(per_sig[name], ranks_of[name], pred, truth, r)
+            summary["strata"][sname][gname] = entry
+    summary["flags"] = flags(summary, per_sig)
+    summary["notes"] = [f"{LABELS[name]} gives the model's own predictions" for name in preds
+                        if name not in ("model", "mean") and "model" in preds
+                        and np.allclose(preds[name], preds["model"], rtol=0, atol=1e-6, equal_nan=True)]
+    return summary, per_sig
+
+
+def flags(summary: dict, per_sig: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """Plain statements where the model fails a bar: the training mean, then each baseline."""
+    out = []
+    m = summary.get("model")
+    if m is None or not m["n"]:
+        return out
+    pd, se = m["pearson_delta"], m["pearson_delta_se"]
+    if not pd > (2 * se if np.isfinite(se) else 0.0):
+        se_txt = f" ± {se:.3f} s.e." if np.isfinite(se) else ""
+        out.append(f"model is {NO_BETTER} on PearsonΔ ({pd:.3f}{se_txt}; not 2 s.e. above 0)")
+    for name in PREDICTORS:
+        if name in ("model", "mean", "oracle") or name not in summary or not summary[name]["n"]:
+            continue
+        b = summary[name]["pearson_delta"]
+        rows = np.isfinite(per_sig[name]["pearson_delta"])
+        mm = float(np.mean(per_sig["model"]["pearson_delta"][rows]))
+        if np.array_equal(per_sig[name]["pearson_delta"], per_sig["model"]["pearson_delta"]):
+            continue  # the baseline is the model itself (a note says so)
+        if b >= mm - 1e-9:
+            same = "" if rows.all() else f" on its {int(rows.sum())} genes"
+            out.append(f"{LABELS[name]} matches or beats the model on PearsonΔ{same} ({b:.3f} vs {mm:.3f})")
+    return out
+
+
+# --------------------------------------------------------------------------- the command
+
+def _find_run(run_id: str | None) -> Path | None:
+    root = runs_root()
+    if not run_id or not root.is_dir():
+        return None
+    for p in root.glob("*/run.json"):
+        try:
+            if json.loads(p.read_text()).get("run_id") == run_id:
+                return p.parent
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def _config(run: dict | None) -> TrainConfig:
+    cfg = (run or {}).get("config") or {}
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in cfg.items() if k in names})
+
+
+def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
+             split: str | None = None, truth: Sequence[str | os.PathLike] = (),
+             preds: str | os.PathLike | None = None,
+             progress: Callable[[str], None] = lambda msg: None) -> Evaluation:
+    """Score a run's predictions (or a preds.zarr) and the baselines on a split or given signatures.
+
+    ``run``: run directory (default: the newest, unless ``preds`` is given); ``data``: bundle
+    (default: the run's); ``split``: ``valid`` or ``test`` (default: test when the bundle has
+    test signatures, else valid); ``truth``: GCTX/TSV files of measured signatures instead of a
+    split; ``preds``: a preds.zarr to score instead of running the model.
+    """
+    if split is not None and split not in EVAL_SPLITS:
+        raise InputError("--split", f"expected one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+    if split is not None and truth:
+        raise InputError("--split", "give either --split or --truth files, not both")
+    notes: list[str] = []
+    store = _StorePredictions(Path(preds)) if preds is not None else None
+    run_dir = Path(run) if run is not None else None
+    if run_dir is None:
+        if store is None:
+            run_dir = latest_run()
+        else:
+            run_dir = _find_run(store.run_id)
+            if run_dir is None and data is None:
+                raise InputError(preds, f"its run {store.run_id!r} is not under {runs_root()}; "
+                                        f"pass --data BUNDLE (or --run RUN_DIR)")
+    meta = read_run(run_dir) if run_dir is not None else None
+    if data is None:
+        data = meta["data"]
+    data = Path(data)
+    progress(f"loading {data}")
+    bundle = load_bundle(data, truth=True)
+    if not bundle.signatures:
+        raise InputError(data, "has no signatures: nothing to train the baselines on")
+    same_data = meta is not None and Path(meta["data"]).resolve() == data.resolve()
+
+    # The evaluated genes and their measured signatures, per type.
+    if truth:
+        sets = _truth_sets(truth, bundle, notes)
+        for t in list(sets):
+            if t not in bundle.signatures:
+                notes.append(f"{t}: the bundle has no {t} training signatures; not evaluated")
+                del sets[t]
+        split_name = "truth-files"
+    else:
+        if split is None:
+            split = "test" if any(len(s.rows("test")) for s in bundle.signatures.values()) else "valid"
+        sets = {t: (s.gene[s.rows(split)].astype(np.int64), s.values[s.rows(split)])
+                for t, s in bundle.signatures.items() if len(s.rows(split))}
+        if not sets:
+            raise InputError(data, f"no signatures in the {split} split (see `tnfast data info`)")
+        split_name = split
+        if split == "valid":
+            notes.append("valid split: the model's and the baselines' hyper-parameters were chosen on it; "
+                         "the test split is the unbiased one")
+
+    if store is not None:
+        source = store
+        progress(f"reading predictions from {preds}")
+    else:
+        progress(f"loading the run {run_dir} and its inputs")
+        source = _RunPredictions(run_dir, bundle if same_data else None)
+    lm_order = _align(source.landmarks, bundle.landmarks, source.where, "landmark")
+    for t in list(sets):
+        if t not in source.types:
+            notes.append(f"{t}: no predictions of this type in {source.where}; not evaluated")
+            del sets[t]
+    if not sets:
+        raise InputError(source.where, "has no predictions for the evaluated types")
+
+    # Inputs of the ridge and kNN baselines: the run's design matrix.
+    x = None
+    if isinstance(source, _RunPredictions) and same_data:
+        x = source.p.x
+    else:
+        try:
+            progress("embedding the networks for the baselines")
+            x = design_matrix(bundle, _config(meta))
+        except InputError:
+            notes.append("the bundle has neither networks nor features: no ridge or kNN baseline")
+    degree = total_degree(bundle.networks, bundle.n_genes) if bundle.networks else None
+    train_means = {o: training_mean(so.values[so.rows("train")]) for o, so in bundle.signatures.items()
+                   if len(so.rows("train"))}
+
+    summary: dict = {"split": split_name, "tnfast_version": __version__,
+                     "source": {"predictions": os.fspath(preds) if store is not None else "run",
+                                "run": os.fspath(run_dir) if run_dir is not None else None,
+                                "data": os.fspath(data),
+                                "truth_files": [os.fspath(f) for f in truth]},
+                     "types": {}, "flags": [], "notes": notes}
+    details: dict[str, TypeDetail] = {}
+    for t in TYPES:
+        if t not in sets:
+            continue
+        genes, y = sets[t]
+        s = bundle.signatures[t]
+        held = np.isin(s.gene, genes)  # evaluated genes never train or tune a baseline
+        tr = np.flatnonzero((s.split == "train") & ~held)
+        va = np.flatnonzero((s.split == "valid") & (~held if truth else True))
+        if len(tr) < 2:
+            raise InputError(data, f"{t} has {len(tr)} training signatures outside the evaluated genes; need 2")
+        if truth:
+            seen = int(np.isin(genes, s.gene[s.split == "train"]).sum())
+            if seen:
+                notes.append(f"{t}: {seen} of the {len(genes)} evaluated genes are in the training split: "
+                             f"the model has seen them (the baselines have not)")
+        progress(f"{t}: {len(genes)} genes; baselines from {len(tr)} training genes")
+        mean = training_mean(s.values[tr])
+        gene_ids = bundle.genes[genes]
+        preds_t: dict[str, np.ndarray] = {"model": source(t, gene_ids)[:, lm_order]}
+        preds_t["mean"] = np.broadcast_to(mean, y.shape)
+        extras: dict[str, dict] = {}
+        if x is not None:
+            xv = x[s.gene[va]] if len(va) else None
+            yv = s.values[va] if len(va) else None
+            preds_t["ridge"], rmodel = ridge_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes])
+            extras["ridge"] = {"alpha": rmodel.alpha}
+            preds_t["knn"], k = knn_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes])
+            extras["knn"] = {"k": k}
+        if bundle.networks:
+            preds_t["network"], layers = network_average(bundle.networks, s.gene[tr], s.values[tr], genes, mean)
+            extras["network"] = {"coverage": float((layers > 0).mean())}
+        others = {o: (so.gene, so.values, train_means[o]) for o, so in bundle.signatures.items()
+                  if o != t and o in train_means}
+        if others:
+            pred_o, has_o, src = other_type_baseline(t, genes, mean, others)
+            if has_o.any():
+                preds_t["other_type"] = pred_o
+                extras["other_type"] = {"from": {o: int((src == o).sum()) for o in TYPES if (src == o).any()}}
+        if t in bundle.truth:
+            preds_t["oracle"] = np.asarray(bundle.truth[t][genes], np.float32)
+        measured_other = np.zeros(len(genes), bool)
+        for o, so in bundle.signatures.items():
+            if o != t:
+                measured_other |= np.isin(genes, so.gene)
+        strata = {"measured_in_other_types": {"yes": measured_other, "no": ~measured_other}}
+        deg = degree[genes] if degree is not None else np.zeros(len(genes), np.int64)
+        if degree is not None:
+            q1, q2 = np.quantile(deg, [1 / 3, 2 / 3])
+            strata["degree_tertile"] = {"low": deg <= q1, "mid": (deg > q1) & (deg <= q2), "high": deg > q2}
+        ts, per_sig = score(y, preds_t, mean, strata)
+        for name, extra in extras.items():
+            ts[name].update(extra)
+        if "other_type" in ts:
+            rows = np.isfinite(per_sig["other_type"]["pearson_delta"])
+            ts["other_type"]["model_pearson_delta_same_genes"] = float(per_sig["model"]["pearson_delta"][rows].mean())
+        if "degree_tertile" in strata:
+            for gname, rows in strata["degree_tertile"].items():
+                if rows.any():
+                    ts["strata"]["degree_tertile"][gname]["degree_range"] = [int(deg[rows].min()), int(deg[rows].max())]
+        summary["types"][t] = ts
+        summary["flags"] += [f"{t}: {f}" for f in ts["flags"]]
+        notes += [f"{t}: {n}" for n in ts["notes"]]
+        details[t] = TypeDetail(gene_ids, y, mean, preds_t, per_sig, deg, strata)
+    return Evaluation(summary, details, run_dir)
+
+
+def _clean(x):
+    """JSON without NaN: NaN and infinities become null."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, float | np.floating):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def write_json(summary: dict, path: str | os.PathLike) -> Path:
+    """Write the summary atomically (a temporary sibling renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_text(json.dumps(_clean(summary), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------- co-annotation check
+
+def coannotation_auroc(signatures: np.ndarray, gene_ids: np.ndarray, layer, center: np.ndarray | None = None) -> dict:
+    """Are genes with similar signatures more often co-annotated? (the paper's external check)
+
+    ``signatures``: (n, L), one per gene of ``gene_ids``; ``layer``: a co-annotation
+    :class:`tnfast.data.edges.EdgeList` (e.g. GO-BP or KEGG from
+    :func:`tnfast.data.orgdb.coannotation_layers`). Over all pairs of genes that the layer
+    annotates (both have an edge in it), the AUROC of the signatures' Pearson similarity
+    (of deviations from ``center`` when given) for telling co-annotated pairs from the rest.
+    Returns {auroc, pairs, positives, genes}; auroc is NaN without both kinds of pairs.
+    """
+    from scipy.stats import rankdata
+
+    from .metrics import _standardise_rows
+
+    gene_ids = np.asarray(gene_ids).astype(str)
+    pos = {g: i for i, g in enumerate(np.asarray(layer.genes).astype(str).tolist())}
+    li = np.array([pos.get(g, -1) for g in gene_ids.tolist()], np.int64)
+    keep = np.flatnonzero(li >= 0)
+    out = {"auroc": float("nan"), "pairs": 0, "positives": 0, "genes": int(len(keep))}
+    if len(keep) < 3:
+        return out
+    x = np.asarray(signatures, np.float64)[keep]
+    if center is not None:
+        x = x - np.asarray(center, np.float64)
+    z = _standardise_rows(x)
+    sim = z @ z.T
+    # positives: the layer's edges among the kept genes, as a boolean (k, k) matrix
+    local = np.full(len(layer.genes), -1, np.int64)
+    local[li[keep]] = np.arange(len(keep))
+    s, d = local[np.asarray(layer.src)], local[np.asarray(layer.dst)]
+    ok = (s >= 0) & (d >= 0)
+    label = np.zeros(sim.shape, bool)
+    label[s[ok], d[ok]] = label[d[ok], s[ok]] = True
+    iu = np.triu_indices(len(keep), 1)
+    score, y = sim[iu], label[iu]
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    out.update(pairs=int(len(y)), positives=n_pos)
+    if n_pos and n_neg:  # Mann-Whitney U / (n_pos n_neg), ties counted half
+        r = rankdata(score)
+        out["auroc"] = float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return out
