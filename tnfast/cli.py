@@ -252,8 +252,10 @@ def evaluate_cmd(
 ) -> None:
     """Score predictions and the baselines (training mean, ridge, kNN, network, other type, oracle)."""
     from .evaluate import evaluate, write_json
-    from .report import print_tables, write_report
+    from .report import check_report_dir, print_tables, write_report
 
+    if report is not None:
+        check_report_dir(report)  # before the work, not after it
     ev = evaluate(run, data, split, truth or (), preds, progress=_say)
     print_tables(ev.summary, out)
     if json_file is not None:
