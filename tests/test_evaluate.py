@@ -348,3 +348,40 @@ def test_coannotation_auroc_hand_values():
     # PCC b-c = -0.8: above a-c and b-d (-1), tied with a-d (-0.8), below a-b and c-d (0.8)
     assert coannotation_auroc(sig, np.array(["a", "b", "c", "d"]), flipped)["auroc"] == pytest.approx(2.5 / 5)
     assert np.isnan(coannotation_auroc(sig[:2], np.array(["a", "e"]), layer)["auroc"])
+
+
+def test_coannotation_check_through_the_cli(cli, tmp_path):
+    """`tnfast evaluate --orgdb`: a tiny org.Hs.eg.sqlite whose KEGG pathways group the bundle's genes."""
+    import sqlite3
+
+    from tnfast.data.bundle import load_bundle
+    from tnfast.evaluate import coannotation
+
+    d, _ = cli
+    b = load_bundle(d / "tiny")
+    db = tmp_path / "org.Hs.eg.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE genes (_id INTEGER PRIMARY KEY, gene_id VARCHAR(10) NOT NULL UNIQUE)")
+    con.execute("CREATE TABLE kegg (_id INTEGER NOT NULL, path_id CHAR(5) NOT NULL)")
+    con.execute("CREATE TABLE go_bp (_id INTEGER NOT NULL, go_id CHAR(10) NOT NULL, evidence CHAR(3) NOT NULL)")
+    genes = b.genes[:120].tolist()
+    con.executemany("INSERT INTO genes VALUES (?, ?)", list(enumerate(genes, 1)))
+    con.executemany("INSERT INTO kegg VALUES (?, ?)", [(i, f"{i % 6:05d}") for i in range(1, 121)])
+    con.executemany("INSERT INTO go_bp VALUES (?, ?, 'IDA')", [(i, f"GO:{i % 9}") for i in range(1, 121)])
+    con.commit()
+    con.close()
+    co = coannotation(d / "run", db)
+    assert set(co) == {"RNAi", "CRISPR", "OE"}
+    for t, layers in co.items():
+        s = b.signatures[t]
+        measured_here = int(np.isin(s.gene, np.arange(120)).sum())
+        for layer in ("go-bp", "kegg"):
+            r = layers[layer]
+            assert r["measured"]["genes"] == r["predicted"]["genes"] == measured_here
+            assert r["unmeasured"]["genes"] > 0
+            for k in ("measured", "predicted", "unmeasured"):
+                assert 0 <= r[k]["auroc"] <= 1
+    r = tnfast("evaluate", "--run", d / "run", "--orgdb", db, "--json", tmp_path / "e.json", cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert "co-annotation AUROC" in r.stdout
+    assert set(json.loads((tmp_path / "e.json").read_text())["coannotation"]) == {"RNAi", "CRISPR", "OE"}

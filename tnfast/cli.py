@@ -249,15 +249,26 @@ def evaluate_cmd(
     preds: Annotated[Optional[Path], typer.Option(help="Score this preds.zarr instead of running the run's model.")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write PNG plots and an index.html into this folder.")] = None,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write every number as JSON.")] = None,
+    orgdb: Annotated[Optional[Path], typer.Option(help="org.Hs.eg.sqlite: also report the GO-BP/KEGG co-annotation AUROC of measured vs predicted signatures.")] = None,
 ) -> None:
     """Score predictions and the baselines (training mean, ridge, kNN, network, other type, oracle)."""
-    from .evaluate import evaluate, write_json
+    from .evaluate import coannotation, evaluate, write_json
     from .report import check_report_dir, print_tables, write_report
 
     if report is not None:
         check_report_dir(report)  # before the work, not after it
     ev = evaluate(run, data, split, truth or (), preds, progress=_say)
     print_tables(ev.summary, out)
+    if orgdb is not None:
+        _say("co-annotation check")
+        ev.summary["coannotation"] = co = coannotation(ev.run_dir, orgdb)
+        t = Table("type", "layer", "measured", "predicted (same genes)", "predicted (unmeasured genes)",
+                  title="co-annotation AUROC (0.5 = chance)")
+        for ty, layers in co.items():
+            for name, r in layers.items():
+                t.add_row(ty, name, *(f"{r[k]['auroc']:.3f} ({r[k]['genes']} genes)" for k in
+                                      ("measured", "predicted", "unmeasured")))
+        out.print(t)
     if json_file is not None:
         out.print(f"json: {write_json(ev.summary, json_file)}")
     if report is not None:
