@@ -42,7 +42,7 @@ from .baselines import (knn_baseline, network_average, other_type_baseline, ridg
                         total_degree, training_mean)
 from .data.bundle import TYPES, Bundle, load_bundle
 from .errors import InputError
-from .metrics import (abs_pearson, ks_d, pearson_delta, retrieval_ranks, retrieval_summary,
+from .metrics import (abs_pearson, ks_d, pearson_delta, retrieval_ranks, retrieval_summary, snap_to_mean,
                       row_mse, row_pearson, top_k_direction)
 from .runs import latest_run, read_run, runs_root
 from .train import TrainConfig, design_matrix
@@ -231,22 +231,6 @@ def _summary(scores: dict[str, np.ndarray], ranks: np.ndarray, pred: np.ndarray,
     return {k: out[k] for k in ("n", *METRICS, "pearson_delta_se")}
 
 
-def _snap(pred: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """float64 predictions; a row within float32 rounding of the training mean becomes the mean.
-
-    Predictions arrive as float32 (a store, a model), the training mean here is float64: a
-    model that predicts the mean (or shrinks to it, like ridge at its largest penalty) differs
-    from it only by rounding, and PearsonΔ, blind to scale, would score that noise. A row whose
-    largest deviation is within 16 float32 ulps of the signature scale (max |mean|) is the mean.
-    """
-    pred = np.asarray(pred, np.float64)
-    mean = np.asarray(mean, np.float64)
-    tol = 16 * np.finfo(np.float32).eps * max(float(np.abs(mean).max(initial=0.0)), 1e-30)
-    with np.errstate(invalid="ignore"):
-        near = np.abs(pred - mean).max(axis=1, initial=0.0) <= tol
-    return np.where(near[:, None], mean, pred)
-
-
 def score(truth: np.ndarray, preds: dict[str, np.ndarray], mean: np.ndarray,
           strata: dict[str, dict[str, np.ndarray]] | None = None) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """Score every predictor of one type against ``truth`` (n, L).
@@ -262,7 +246,7 @@ def score(truth: np.ndarray, preds: dict[str, np.ndarray], mean: np.ndarray,
     per_sig: dict[str, dict[str, np.ndarray]] = {}
     ranks_of: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
-    preds = {name: _snap(pred, mean) for name, pred in preds.items()}
+    preds = {name: snap_to_mean(pred, mean) for name, pred in preds.items()}
     for name, pred in preds.items():
         mask = np.isfinite(pred).all(axis=1)
         masks[name] = mask

@@ -25,9 +25,27 @@ def row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def pearson_delta(pred: np.ndarray, truth: np.ndarray, train_mean: np.ndarray) -> np.ndarray:
     """PCC of (pred - training mean) vs (truth - training mean), per signature.
 
-    The training-mean signature scores 0 here however high its plain PCC is.
+    The training-mean signature scores 0 here however high its plain PCC is, and so does a
+    prediction that differs from it only by float32 rounding (see :func:`snap_to_mean`).
     """
-    return row_pearson(pred - train_mean, truth - train_mean)
+    return row_pearson(snap_to_mean(pred, train_mean) - train_mean, truth - train_mean)
+
+
+def snap_to_mean(pred: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """float64 predictions; a row within float32 rounding of the training mean becomes the mean.
+
+    Predictions arrive as float32 (a store, a model), the training mean here is float64: a
+    model that predicts the mean (or shrinks to it, like ridge at its largest penalty) differs
+    from it only by rounding, and PearsonΔ, blind to scale, would score that noise. A row whose
+    largest deviation is within 16 float32 ulps of the signature scale (max |mean|) is the mean.
+    """
+    pred = np.asarray(pred, np.float64)
+    mean = np.asarray(mean, np.float64)
+    tol = 16 * np.finfo(np.float32).eps * max(float(np.abs(mean).max(initial=0.0)), 1e-30)
+    with np.errstate(invalid="ignore"):
+        near = np.abs(pred - mean).max(axis=1, initial=0.0) <= tol
+    return np.where(near[:, None], mean, pred)
+
 
 
 def abs_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
