@@ -1,0 +1,190 @@
+"""The TranscriptionNet model: multiplex GAT encoder -> FunDNN first guesses -> GenSAN refinement.
+
+Typical use (the training loop owns the order; all values in the Scaler's units unless said)::
+
+    graph = MultiplexGraph.for_model(bundle, cfg).to(device)   # same call at inference
+    model = TranscriptionNet(cfg, ModelDims.from_graph(graph, len(bundle.landmarks))).to(device)
+    model.scaler.fit_bundle(bundle)                          # training rows only
+    meas = Measurements.from_bundle(bundle, ("train",), model.scaler).to(device)
+    gen = torch.Generator().manual_seed(seed)                # CPU generator: edge sampling
+    emb = model.encode(graph)                                # (N, E), once per step
+    rec = model.reconstruction_loss(emb, graph, gen)         # unsupervised, all genes
+    values, avail = meas.gather(genes)                       # drop some avail at random: most
+    pred = model(emb, genes, target, values, avail)          # genes are unmeasured at inference
+    loss = signature_loss(pred, model.scaler.transform(truth, target), cfg.beta) + w * rec
+
+Everything learned or fitted (including the scaler) is a parameter or buffer, so
+``torch.save(model.state_dict(), f)`` loads back with ``torch.load(f, weights_only=True)``;
+rebuilding needs ``ModelConfig.to_dict()`` and ``ModelDims.to_dict()`` (plain JSON).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+
+from ..data.bundle import TYPES
+from .config import PROFILES, ModelConfig, profile
+from .encoder import MultiplexEncoder, masked_fusion
+from .gensan import AxialBlock, GenSAN
+from .graph import MultiplexGraph
+from .heads import FunDNN
+from .loss import row_pearson, signature_loss
+from .reconstruction import reconstruction_loss, sample_pairs
+from .samples import Measurements, gensan_input, split_samples
+from .scaler import Scaler
+
+__all__ = [
+    "AxialBlock", "FunDNN", "GenSAN", "Measurements", "ModelConfig", "ModelDims", "ModelOutput", "MultiplexEncoder",
+    "MultiplexGraph", "PROFILES", "Scaler", "TranscriptionNet", "gensan_input", "masked_fusion",
+    "profile", "reconstruction_loss", "row_pearson", "sample_pairs", "signature_loss", "split_samples",
+]
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """The data-dependent sizes a model is built for (saved beside the config to rebuild it)."""
+
+    n_genes: int
+    n_layers: int
+    n_features: int
+    n_landmarks: int
+    n_structural: int = 0
+
+    @classmethod
+    def from_graph(cls, graph: MultiplexGraph, n_landmarks: int) -> "ModelDims":
+        return cls(graph.n_genes, graph.n_layers, graph.n_features, int(n_landmarks), graph.n_structural)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelDims":
+        return cls(**{k: int(d[k]) for k in ("n_genes", "n_layers", "n_features", "n_landmarks")},
+                   n_structural=int(d.get("n_structural", 0)))
+
+
+class ModelOutput(NamedTuple):
+    pred: torch.Tensor  # (n, L) refined prediction of each sample's target type
+    first_guess: torch.Tensor  # (n, T, L) FunDNN guesses, every type
+    refined: torch.Tensor  # (n, T, L) GenSAN output, every row
+    recon: torch.Tensor | None  # reconstruction loss when asked for, else None
+
+
+class TranscriptionNet(nn.Module):
+    """Gene embedding from the networks, a first guess per type, refined by GenSAN.
+
+    Shapes: N genes, E = ``config.embedding_dim``, T = 3 types (TYPES order: RNAi, CRISPR,
+    OE), L landmarks. Signature tensors are in the units of ``self.scaler`` (per type and
+    landmark standardised on the training split) except where a method says otherwise.
+    """
+
+    def __init__(self, config: ModelConfig, dims: ModelDims):
+        super().__init__()
+        self.config, self.dims = config, dims
+        n_types = len(TYPES)
+        self.encoder = MultiplexEncoder(config, dims.n_genes, dims.n_layers, dims.n_features, dims.n_structural)
+        self.fundnn = FunDNN(config.embedding_dim, dims.n_landmarks, config.fundnn_hidden, config.dropout, n_types)
+        self.gensan = GenSAN(dims.n_landmarks, config, n_types)
+        self.scaler = Scaler(dims.n_landmarks, n_types)
+
+    # ---- the three stages -----------------------------------------------------------------
+    def encode(self, graph: MultiplexGraph) -> torch.Tensor:
+        """(N, E) embeddings of every gene: a full-graph pass (one GAT kernel call per depth)."""
+        return self.encoder(graph)
+
+    def first_guess(self, emb_rows: torch.Tensor) -> torch.Tensor:
+        """(n, E) embeddings of some genes -> (n, T, L) FunDNN guesses, every type."""
+        return self.fundnn(emb_rows)
+
+    def refine(self, x: torch.Tensor, is_measured: torch.Tensor, recycles: int | None = None) -> torch.Tensor:
+        """GenSAN: (n, T, L) input matrices + (n, T) bool measured flags -> (n, T, L).
+        ``recycles`` overrides ``config.recycles`` (same weights either way)."""
+        return self.gensan(x, is_measured, recycles)
+
+    # ---- training -----------------------------------------------------------------------------
+    def forward(self, emb: "torch.Tensor | MultiplexGraph", genes: torch.Tensor, target: torch.Tensor,
+                measured: torch.Tensor | None = None, available: torch.Tensor | None = None,
+                return_all: bool = False, generator: torch.Generator | None = None):
+        """Predictions for a batch of (gene, target type) samples, leakage-free.
+
+        Args:
+            emb: (N, E) from :meth:`encode` (computed once per step, shared by the batch), or
+                the :class:`MultiplexGraph` itself: then the encoder runs inside this call (one
+                forward does everything, as ``DistributedDataParallel`` wants).
+            genes: (n,) gene indices; target: (n,) type indices (0 RNAi, 1 CRISPR, 2 OE).
+            measured, available: (n, T, L) and (n, T) from :meth:`Measurements.gather`: the
+                measurements that may be used as inputs (at training: training split only).
+                The target's own measurement is never used (see ``gensan_input``).
+            return_all: return a :class:`ModelOutput` instead of the prediction alone.
+            generator: with a graph as ``emb``, also compute the reconstruction loss with it.
+
+        Returns:
+            (n, L) the refined prediction for each sample's target type, in scaled units; with
+            ``return_all`` (or a ``generator``) a :class:`ModelOutput` (pred, first_guess (n, T, L),
+            refined (n, T, L), recon scalar or None). The target row of ``first_guess`` is the
+            FunDNN prediction (e.g. for an auxiliary loss).
+        """
+        recon = None
+        if isinstance(emb, MultiplexGraph):
+            graph = emb
+            emb = self.encode(graph)
+            if generator is not None:
+                recon = self.reconstruction_loss(emb, graph, generator)
+        elif generator is not None:
+            raise ValueError("forward: a generator (reconstruction loss) needs the graph as first argument")
+        genes = genes.to(emb.device).long()
+        target = target.to(emb.device).long()
+        guess = self.first_guess(emb.index_select(0, genes))
+        x, is_measured = gensan_input(guess, target, measured, available)
+        refined = self.refine(x, is_measured)
+        pred = refined[torch.arange(len(genes), device=emb.device), target]
+        if return_all or recon is not None:
+            return ModelOutput(pred, guess, refined, recon)
+        return pred
+
+    def reconstruction_loss(self, emb: torch.Tensor, graph: MultiplexGraph, generator: torch.Generator,
+                            n_edges: int | None = None, negatives: int | None = None) -> torch.Tensor:
+        """BIONIC-style loss: ``config.recon_edges`` sampled edges per layer vs
+        ``config.negatives_per_edge`` random non-edges each; deterministic given ``generator``."""
+        cfg = self.config
+        return reconstruction_loss(
+            emb, graph, generator,
+            cfg.recon_edges if n_edges is None else n_edges,
+            cfg.negatives_per_edge if negatives is None else negatives,
+            self.encoder.recon_bias,
+        )
+
+    # ---- inference ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, emb_rows: torch.Tensor, measured: torch.Tensor | None = None,
+                available: torch.Tensor | None = None, unscale: bool = True) -> torch.Tensor:
+        """(n, T, L) predictions of every type for n genes, in the signatures' units when
+        ``unscale`` (else scaled). Each type t is predicted as a sample with target t (its own
+        measurement never used); genes with no usable measurement in another type share one
+        GenSAN run for all their types (their three inputs are identical)."""
+        n, t_n = emb_rows.shape[0], len(TYPES)
+        guess = self.first_guess(emb_rows).float()  # float32 out, also under autocast
+        dev = guess.device
+        if available is None or measured is None:
+            avail = torch.zeros(n, t_n, dtype=torch.bool, device=dev)
+        else:
+            avail = available.to(dev, torch.bool)
+        # need[g, t]: predicting type t of gene g uses a measurement of another type
+        need = (avail.sum(dim=1, keepdim=True) - avail.long()) > 0
+        out = torch.empty_like(guess)
+        for t in range(t_n):
+            idx = torch.nonzero(need[:, t]).flatten()
+            if idx.numel():
+                tgt = torch.full((idx.numel(),), t, dtype=torch.long, device=dev)
+                x, m = gensan_input(guess[idx], tgt, measured[idx], avail[idx])
+                out[idx, t] = self.refine(x, m)[:, t]
+        # the rest: the input is the three first guesses, the same for every target type
+        rows = torch.nonzero((~need).any(dim=1)).flatten()
+        if rows.numel():
+            ref = self.refine(guess[rows], torch.zeros(rows.numel(), t_n, dtype=torch.bool, device=dev))
+            out[rows] = torch.where(need[rows][..., None], out[rows], ref)
+        return self.scaler.inverse(out) if unscale else out

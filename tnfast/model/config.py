@@ -1,0 +1,149 @@
+"""Every hyper-parameter of the TranscriptionNet model, with defaults, and the named profiles.
+
+The defaults are the paper-scale setting (BIONIC's 10 heads x 64, 2 GAT layers, a 512-d gene
+embedding, FunDNN 1024-1024, a GenSAN with 128-d row heads and 3 recycles): the ``full``
+profile, meant for a GPU. ``quick`` shrinks the costs that scale with the genome (GAT width
+and depth, samples per reconstruction step) and with the 978 x 978 column attention (heads,
+blocks, recycles) so the full-scale synthetic default trains on 2 CPU cores in minutes;
+see :func:`profile` for the measured reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+__all__ = ["ModelConfig", "profile", "PROFILES"]
+
+_MAX_HEAD_DIM = 128  # tnfast.kernels.attention supports head dims 1..128
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # ---- node input -------------------------------------------------------------------
+    gene_embedding_dim: int = 256  # learned per-gene vector (0: none, features only)
+    use_features: bool = True  # the bundle's gene features (standardised) + a presence flag
+    # fixed (untrained) multi-hop structure per layer: a random projection propagated
+    # ``structural_hops`` times over the layer's normalised adjacency (tnfast.embed); 0 = off
+    structural_dim: int = 64
+    structural_hops: int = 3
+    # ---- multiplex GAT encoder ---------------------------------------------------------
+    gat_heads: int = 10
+    gat_head_dim: int = 64
+    gat_layers: int = 2
+    gat_negative_slope: float = 0.2
+    use_edge_weights: bool = True  # edge weights enter the attention score as log w
+    fusion_dim: int = 128  # hidden size of the per-gene attention over the network layers
+    embedding_dim: int = 512  # the fused gene embedding
+    encoder_dropout: float = 0.1
+    # ---- network reconstruction (BIONIC-style) ----------------------------------------------
+    recon_edges: int = 16384  # edges sampled per layer per step (cost independent of E)
+    negatives_per_edge: int = 1  # uniform random non-edges per sampled edge
+    # ---- FunDNN ---------------------------------------------------------------------------
+    fundnn_hidden: tuple[int, ...] = (1024, 1024)
+    dropout: float = 0.1  # FunDNN and GenSAN
+    # ---- GenSAN ---------------------------------------------------------------------------
+    row_heads: int = 8  # attention across the 3 rows: each row (978-wide) projected to heads
+    row_head_dim: int = 128  # ... of at most 128 dims
+    col_heads: int = 4  # attention across the 978 columns
+    col_head_dim: int = 16  # small: a column is only 3 values (+ its landmark embedding)
+    landmark_dim: int = 16  # learned per-landmark embedding joined to each column's 3 values
+    ff_dim: int = 2048  # feed-forward width (over each 978-wide row)
+    blocks: int = 2  # axial blocks in one pass
+    recycles: int = 3  # R: the same blocks applied R times, each pass fed the previous output
+    # ---- loss -------------------------------------------------------------------------------
+    beta: float = 0.1  # (1 - beta) MSE + beta (1 - Pearson)
+
+    def __post_init__(self) -> None:
+        ints_pos = ("gat_heads", "gat_head_dim", "fusion_dim", "embedding_dim", "recon_edges",
+                    "row_heads", "row_head_dim", "col_heads", "col_head_dim", "ff_dim", "recycles")
+        for name in ints_pos:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"model config: {name} must be an integer >= 1, got {v!r}")
+        for name in ("gene_embedding_dim", "structural_dim", "structural_hops", "gat_layers",
+                     "negatives_per_edge", "landmark_dim", "blocks"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"model config: {name} must be an integer >= 0, got {v!r}")
+        for name in ("row_head_dim", "col_head_dim"):
+            if getattr(self, name) > _MAX_HEAD_DIM:
+                raise ValueError(f"model config: {name} must be at most {_MAX_HEAD_DIM} (attention kernel limit)")
+        hidden = tuple(self.fundnn_hidden)
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+            raise ValueError(f"model config: fundnn_hidden must be integers >= 1, got {self.fundnn_hidden!r}")
+        object.__setattr__(self, "fundnn_hidden", hidden)  # lists from JSON/TOML become tuples
+        for name in ("encoder_dropout", "dropout"):
+            v = getattr(self, name)
+            if not 0.0 <= float(v) < 1.0:
+                raise ValueError(f"model config: {name} must be in [0, 1), got {v!r}")
+        if not 0.0 <= float(self.beta) <= 1.0:
+            raise ValueError(f"model config: beta must be in [0, 1], got {self.beta!r}")
+        if self.gene_embedding_dim == 0 and not self.use_features and self.structural_dim == 0:
+            raise ValueError("model config: the node input needs gene_embedding_dim, structural_dim or use_features")
+
+    @property
+    def gat_width(self) -> int:
+        return self.gat_heads * self.gat_head_dim
+
+    def to_dict(self) -> dict:
+        """JSON-able (tuples become lists)."""
+        d = asdict(self)
+        d["fundnn_hidden"] = list(self.fundnn_hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`; an unknown key is an error naming it."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"model config: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **changes) -> "ModelConfig":
+        return replace(self, **changes)
+
+
+# Why these numbers (measured on the 2-core CPU machine, full-scale synthetic default,
+# 26,945 genes x 7 layers, 15.0M directed CSR entries; see the model report):
+# - the encoder's cost is the sparse aggregation, linear in heads x GAT layers x E: at 2 heads
+#   x 16 and one GAT layer a full-graph forward+backward with the reconstruction loss takes a
+#   few seconds and ~2 GB, so a few hundred full-graph steps fit in the 15 minutes; the BIONIC
+#   width (10 x 64, 2 layers) costs ~10x that per step (fine for the GPU kernels, too slow for
+#   a 15-minute CPU budget);
+# - GenSAN's cost is the 978 x 978 column attention, linear in col heads x blocks x recycles:
+#   2 heads x 8, one block, 2 recycles keep a batch of 64 well under a second on CPU while
+#   still exercising recycling.
+PROFILES: dict[str, ModelConfig] = {
+    "full": ModelConfig(),
+    "quick": ModelConfig(
+        gene_embedding_dim=32,
+        structural_dim=32,
+        gat_heads=2,
+        gat_head_dim=16,
+        gat_layers=1,
+        fusion_dim=32,
+        embedding_dim=128,
+        encoder_dropout=0.0,
+        recon_edges=8192,
+        negatives_per_edge=1,
+        fundnn_hidden=(256, 256),
+        dropout=0.1,
+        row_heads=2,
+        row_head_dim=64,
+        col_heads=1,
+        col_head_dim=16,
+        landmark_dim=8,
+        ff_dim=512,
+        blocks=1,
+        recycles=2,
+    ),
+}
+
+
+def profile(name: str) -> ModelConfig:
+    """The named setting: ``quick`` (CPU, minutes at genome scale) or ``full`` (paper scale, GPU)."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown model profile {name!r}; expected one of {sorted(PROFILES)}") from None
