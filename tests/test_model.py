@@ -55,7 +55,7 @@ def tiny_cfg(**kw) -> ModelConfig:
     return ModelConfig(**base)
 
 
-def make_graph(n=240, n_layers=3, seed=0, isolated=20, with_features=True):
+def make_graph(n=240, n_layers=3, seed=0, isolated=20, with_features=True, structural_dim=0):
     """Layer l covers its own subset of genes; the last ``isolated`` genes have no edge in any
     layer (half of them with features); layer 1 is unweighted (all-ones weights)."""
     rng = np.random.default_rng(seed)
@@ -72,7 +72,7 @@ def make_graph(n=240, n_layers=3, seed=0, isolated=20, with_features=True):
         present = rng.random(n) < 0.6
         present[n - isolated: n - isolated // 2] = True
         present[n - isolated // 2:] = False
-    return layers, MultiplexGraph.from_arrays(layers, n, feats, present)
+    return layers, MultiplexGraph.from_arrays(layers, n, feats, present, structural_dim=structural_dim)
 
 
 def build(cfg=None, graph=None, n_lm=N_LM, seed=0):
@@ -164,7 +164,8 @@ def test_shapes():
 
 def test_multiplex_call_equals_per_layer_computation():
     """One stacked gat_aggregate call per depth == each layer on its own CSR, by hand."""
-    layers, g = make_graph(seed=3)
+    layers, g = make_graph(seed=3, structural_dim=3)
+    assert g.n_structural == 9
     model, _ = build(graph=g)
     randomize_(model.encoder, scale=0.05)
     enc = model.encoder
@@ -176,7 +177,8 @@ def test_multiplex_call_equals_per_layer_computation():
         for li, c in enumerate(layers.values()):
             ip, ix = torch.from_numpy(c.indptr), torch.from_numpy(c.indices)
             w = None if li == 1 else torch.from_numpy(c.weights)
-            x = x0 @ enc.pre_weight[li] + enc.pre_bias[li]
+            own = g.structural[:, 3 * li: 3 * li + 3]  # the layer's own structural block
+            x = x0[:, :enc.d_shared] @ enc.pre_weight[li] + own @ enc.struct_weight[li] + enc.pre_bias[li]
             for k in range(cfg.gat_layers):
                 hk = (x @ enc.gat_weight[k, li]).view(n, h, d)
                 a_src = (hk * enc.att_src[k, li]).sum(-1)
@@ -457,7 +459,8 @@ def _step_loss(model, g, seed=0):
 
 
 def test_gradients_reach_every_parameter():
-    model, g = build(tiny_cfg(encoder_dropout=0.1, dropout=0.1))
+    _, g = make_graph(structural_dim=2)
+    model, _ = build(tiny_cfg(encoder_dropout=0.1, dropout=0.1), graph=g)
     randomize_(model)
     _step_loss(model, g).backward()
     for name, p in model.named_parameters():
@@ -484,7 +487,8 @@ def test_deterministic_with_a_seed():
 
 
 def test_state_dict_round_trip(tmp_path):
-    model, g = build()
+    _, g = make_graph(structural_dim=2)
+    model, _ = build(graph=g)
     randomize_(model)
     model.scaler.mean.fill_(0.5)
     model.scaler.std.fill_(2.0)

@@ -1,11 +1,12 @@
 """Every hyper-parameter of the TranscriptionNet model, with defaults, and the named profiles.
 
 The defaults are the paper-scale setting (BIONIC's 10 heads x 64, 2 GAT layers, a 512-d gene
-embedding, FunDNN 1024-1024, a GenSAN with 128-d row heads and 3 recycles): the ``full``
-profile, meant for a GPU. ``quick`` shrinks the costs that scale with the genome (GAT width
-and depth, samples per reconstruction step) and with the 978 x 978 column attention (heads,
-blocks, recycles) so the full-scale synthetic default trains on 2 CPU cores in minutes;
-see :func:`profile` for the measured reasons.
+embedding, FunDNN 1024-1024, a GenSAN with 128-d row heads and 3 recycles), plus fixed
+multi-hop structural inputs that TranscriptionNet does not have: the ``full`` profile, meant
+for a GPU. ``quick`` shrinks the costs that scale with the genome (GAT width and depth,
+samples per reconstruction step) and with the 978 x 978 column attention (heads, blocks,
+recycles) so the full-scale synthetic default trains on 2 CPU cores in minutes; the comment
+above ``PROFILES`` gives the measured reasons.
 """
 
 from __future__ import annotations
@@ -104,16 +105,19 @@ class ModelConfig:
         return replace(self, **changes)
 
 
-# Why these numbers (measured on the 2-core CPU machine, full-scale synthetic default,
-# 26,945 genes x 7 layers, 15.0M directed CSR entries; see the model report):
-# - the encoder's cost is the sparse aggregation, linear in heads x GAT layers x E: at 2 heads
-#   x 16 and one GAT layer a full-graph forward+backward with the reconstruction loss takes a
-#   few seconds and ~2 GB, so a few hundred full-graph steps fit in the 15 minutes; the BIONIC
-#   width (10 x 64, 2 layers) costs ~10x that per step (fine for the GPU kernels, too slow for
-#   a 15-minute CPU budget);
-# - GenSAN's cost is the 978 x 978 column attention, linear in col heads x blocks x recycles:
-#   2 heads x 8, one block, 2 recycles keep a batch of 64 well under a second on CPU while
-#   still exercising recycling.
+# Why these numbers (measured 2026-11-22 on the shared 2-core CPU machine, full-scale synthetic
+# default: 26,945 genes x 7 layers, 15.0M directed CSR entries; see the model report):
+# - the encoder's cost is per-layer dense maps over L*N rows (linear in width^2 x depth) plus the
+#   sparse aggregation (linear in heads x depth x E). At 2 heads x 16, one GAT layer, a full-graph
+#   forward + backward + reconstruction loss takes ~1.3-1.8 s and ~1.7 GB peak RSS, so hundreds of
+#   full-graph steps fit in 15 minutes; the BIONIC width (10 x 64, 2 layers) takes ~40-50 s and
+#   ~8 GB per step on CPU (fine for the GPU kernels, not for a 15-minute CPU budget);
+# - a 1-layer GAT sees one hop, so quick adds the fixed multi-hop structural inputs (32 per
+#   layer, computed in ~1 s): on the small synthetic scale they took the frozen-encoder valid
+#   PearsonDelta from ~0.38 to ~0.44;
+# - GenSAN's cost is the 978 x 978 column attention, linear in col heads x blocks x recycles (and
+#   the CPU attention is much slower per head at 2 heads than at 1): 1 head x 16, one block, 2
+#   recycles: ~0.3 s forward + backward for a batch of 64 (full: ~3.6 s).
 PROFILES: dict[str, ModelConfig] = {
     "full": ModelConfig(),
     "quick": ModelConfig(

@@ -59,7 +59,10 @@ class MultiplexEncoder(nn.Module):
         self.n_genes, self.n_layers, self.n_features = int(n_genes), int(n_layers), int(n_features)
         self.use_features = bool(cfg.use_features and n_features > 0)
         self.n_structural = int(n_structural)
-        d_in = cfg.gene_embedding_dim + (n_features + 1 if self.use_features else 0) + self.n_structural
+        if self.n_structural and (not n_layers or self.n_structural % n_layers):
+            raise ValueError(f"{n_structural} structural inputs do not split into {n_layers} layers")
+        self.d_shared = cfg.gene_embedding_dim + (n_features + 1 if self.use_features else 0)
+        d_in = self.d_shared + self.n_structural
         if d_in == 0:
             raise ValueError("the encoder needs a node input: gene_embedding_dim > 0, structural"
                              " inputs or a bundle with features")
@@ -67,7 +70,11 @@ class MultiplexEncoder(nn.Module):
         h, d, c, nl, k = cfg.gat_heads, cfg.gat_head_dim, cfg.gat_width, self.n_layers, cfg.gat_layers
         self.gene_embedding = nn.Embedding(n_genes, cfg.gene_embedding_dim) if cfg.gene_embedding_dim else None
         # Per network layer (BIONIC: one encoder per network), stacked so one bmm serves all L.
-        self.pre_weight = nn.Parameter(torch.empty(nl, d_in, c))
+        # layer l's encoder sees the shared input and ITS OWN structural block (the self slot of
+        # the fusion sees all blocks): half the cost of feeding every block to every layer
+        self.pre_weight = nn.Parameter(torch.empty(nl, self.d_shared, c))
+        self.struct_weight = (nn.Parameter(torch.empty(nl, self.n_structural // nl, c))
+                              if self.n_structural else None)
         self.pre_bias = nn.Parameter(torch.zeros(nl, c))
         self.gat_weight = nn.Parameter(torch.empty(k, nl, c, c))
         self.att_src = nn.Parameter(torch.empty(k, nl, h, d))
@@ -90,7 +97,10 @@ class MultiplexEncoder(nn.Module):
 
         c, d = self.cfg.gat_width, self.cfg.gat_head_dim
         with torch.no_grad():
-            glorot(self.pre_weight, self.d_in, c)
+            s = self.n_structural // max(self.n_layers, 1)
+            glorot(self.pre_weight, self.d_shared + s, c)
+            if self.struct_weight is not None:
+                glorot(self.struct_weight, self.d_shared + s, c)
             glorot(self.gat_weight, c, c)
             glorot(self.att_src, d, 1)
             glorot(self.att_dst, d, 1)
@@ -140,8 +150,7 @@ class MultiplexEncoder(nn.Module):
             x0 = self.input_embedding(graph)
         cfg = self.cfg
         nl, n, h, d, c = self.n_layers, self.n_genes, cfg.gat_heads, cfg.gat_head_dim, cfg.gat_width
-        # (N, d_in) x (L, d_in, C) -> (L, N, C): one matmul over the layers' concatenated weights
-        x = torch.matmul(x0, self.pre_weight) + self.pre_bias[:, None, :]
+        x = self.layer_inputs(x0)
         for k in range(cfg.gat_layers):
             hk = torch.bmm(self.dropout(x), self.gat_weight[k].to(x.dtype))  # (L, N, C)
             # attention terms <h_head, att_head> of every node, source and destination at once, as
@@ -152,6 +161,16 @@ class MultiplexEncoder(nn.Module):
                 graph.indptr, graph.indices, graph.edge_weight, cfg.gat_negative_slope,
             )
             x = x + F.elu(agg.view(nl, n, c) + self.gat_bias[k][:, None, :].to(agg.dtype))
+        return x
+
+    def layer_inputs(self, x0: torch.Tensor) -> torch.Tensor:
+        """(N, d_in) -> (L, N, C): per layer, W_l [shared input] + S_l [layer l's structural block] + b_l."""
+        nl, n = self.n_layers, self.n_genes
+        # (N, d_shared) x (L, d_shared, C) -> (L, N, C), batched over the layers
+        x = torch.matmul(x0[:, :self.d_shared], self.pre_weight) + self.pre_bias[:, None, :]
+        if self.n_structural:
+            blocks = x0[:, self.d_shared:].reshape(n, nl, -1).transpose(0, 1)  # (L, N, s)
+            x = x + torch.bmm(blocks, self.struct_weight.to(blocks.dtype))
         return x
 
     def _attention_matrix(self, k: int) -> torch.Tensor:
