@@ -36,22 +36,7 @@ import torch
 
 from .reference import attention_reference
 
-try:  # Triton is optional: without it everything runs on the reference path.
-    import triton
-    import triton.language as tl
-
-    HAS_TRITON = True
-    _jit = triton.jit
-except ImportError:  # pragma: no cover - exercised only where triton is missing
-    triton = None
-    HAS_TRITON = False
-
-    class tl:  # noqa: N801 - minimal stand-in so the kernel signatures below still evaluate
-        constexpr = None
-
-    def _jit(fn):
-        return fn
-
+from ._triton import HAS_TRITON, interpreted, jit, next_pow2, tl, triton
 
 __all__ = ["attention", "attention_triton"]
 
@@ -68,7 +53,7 @@ _FP32_PRECISION = "ieee"
 # program id = bh * NUM_BLOCKS + block, so the blocks of one (batch, head) run side by side
 # (its K/V stay in L2) and B x H is not limited by the 65,535 cap of the 2nd/3rd grid axes.
 # --------------------------------------------------------------------------------------------
-@_jit
+@jit
 def _attn_fwd_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr,
     sm_scale, H, L, D, NUM_M,
@@ -121,7 +106,7 @@ def _attn_fwd_kernel(
     tl.store(lse_ptr + bh.to(tl.int64) * L + offs_m, lse, mask=m_mask)
 
 
-@_jit
+@jit
 def _attn_bwd_preprocess_kernel(
     o_ptr, do_ptr, delta_ptr,
     H, L, D, NUM_M,
@@ -145,7 +130,7 @@ def _attn_bwd_preprocess_kernel(
     tl.store(delta_ptr + bh.to(tl.int64) * L + offs_m, tl.sum(o * do, axis=1), mask=m_mask)
 
 
-@_jit
+@jit
 def _attn_bwd_dkdv_kernel(
     q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
     sm_scale, H, L, D, NUM_N,
@@ -201,7 +186,7 @@ def _attn_bwd_dkdv_kernel(
              dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
 
 
-@_jit
+@jit
 def _attn_bwd_dq_kernel(
     q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr,
     sm_scale, H, L, D, NUM_M,
@@ -251,7 +236,7 @@ def _attn_bwd_dq_kernel(
              dq.to(dq_ptr.dtype.element_ty), mask=q_mask)
 
 
-@_jit
+@jit
 def _attn_bwd_single_tile_kernel(
     q_ptr, k_ptr, v_ptr, o_ptr, do_ptr, lse_ptr, dq_ptr, dk_ptr, dv_ptr,
     sm_scale, H, L, D,
@@ -298,9 +283,6 @@ def _attn_bwd_single_tile_kernel(
 # --------------------------------------------------------------------------------------------
 # Launchers
 # --------------------------------------------------------------------------------------------
-def _next_pow2(x: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(1, x))))
-
 
 @functools.lru_cache(maxsize=None)
 def _config(seq_len: int, d: int) -> dict:
@@ -313,22 +295,18 @@ def _config(seq_len: int, d: int) -> dict:
     both are capped at next_pow2(L) (>= 16), so L = 3 runs 16 x 16 tiles. ``single`` says the
     whole sequence fits one tile, which selects the fused one-launch backward.
     """
-    block_d = max(16, _next_pow2(d))
+    block_d = max(16, next_pow2(d))
     if block_d <= 64:
         block_m, block_n, num_warps = 64, 64, 4
     else:
         block_m, block_n, num_warps = 64, 32, 8
-    cap = max(16, _next_pow2(seq_len))
+    cap = max(16, next_pow2(seq_len))
     block_m, block_n = min(block_m, cap), min(block_n, cap)
     if block_m * block_n <= 32 * 32:
         num_warps = 2 if block_d <= 64 else 4
     single = seq_len <= min(block_m, block_n)
     return {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_D": block_d, "num_warps": num_warps,
             "single": single}
-
-
-def _interpreted() -> bool:
-    return HAS_TRITON and type(_attn_fwd_kernel).__name__ == "InterpretedFunction"
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -432,7 +410,7 @@ def attention_triton(q, k, v, scale=None, *, block_m: int | None = None, block_n
     """
     if not HAS_TRITON:
         raise RuntimeError("attention(backend='triton') needs the triton package; use backend='reference'")
-    if q.device.type != "cuda" and not _interpreted():
+    if q.device.type != "cuda" and not interpreted(_attn_fwd_kernel):
         raise RuntimeError(
             "attention(backend='triton') on CPU tensors needs TRITON_INTERPRET=1 set before triton"
             " is imported (or use backend='reference' / 'auto')"

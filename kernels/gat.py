@@ -33,22 +33,7 @@ import torch
 from .csr import GraphPlan, SegmentPlan, graph_plan
 from .reference import gat_aggregate_reference
 
-try:  # Triton is optional: without it everything runs on the reference path.
-    import triton
-    import triton.language as tl
-
-    HAS_TRITON = True
-    _jit = triton.jit
-except ImportError:  # pragma: no cover - exercised only where triton is missing
-    triton = None
-    HAS_TRITON = False
-
-    class tl:  # noqa: N801 - minimal stand-in so the kernel signatures below still evaluate
-        constexpr = None
-
-    def _jit(fn):
-        return fn
-
+from ._triton import HAS_TRITON, interpreted, jit, next_pow2, tl
 
 __all__ = ["gat_aggregate", "gat_aggregate_triton", "HAS_TRITON"]
 
@@ -56,7 +41,7 @@ __all__ = ["gat_aggregate", "gat_aggregate_triton", "HAS_TRITON"]
 # --------------------------------------------------------------------------------------------
 # Kernels
 # --------------------------------------------------------------------------------------------
-@_jit
+@jit
 def _gat_fwd_kernel(
     h_ptr, asrc_ptr, adst_ptr, logw_ptr, idx_ptr,
     seg_row_ptr, seg_start_ptr, seg_end_ptr, seg_slot_ptr,
@@ -114,7 +99,7 @@ def _gat_fwd_kernel(
     tl.store(pacc_ptr + (sl * H + hh) * D + d, acc, mask=d < tl.where(part, D, 0))
 
 
-@_jit
+@jit
 def _gat_fwd_merge_kernel(
     hub_row_ptr, hub_ptr_ptr, pm_ptr, pl_ptr, pacc_ptr, out_ptr, lse_ptr,
     D, H, s_om, s_oh, s_od,
@@ -148,7 +133,7 @@ def _gat_fwd_merge_kernel(
     tl.store(lse_ptr + row * H + hh, m + tl.log(l))
 
 
-@_jit
+@jit
 def _sum_pieces_kernel(
     hub_row_ptr, hub_ptr_ptr, part_ptr, out_ptr,
     D, H, s_om, s_oh, s_od,
@@ -171,7 +156,7 @@ def _sum_pieces_kernel(
              tl.sum(acc, axis=0).to(out_ptr.dtype.element_ty), mask=dmask)
 
 
-@_jit
+@jit
 def _gat_bwd_dst_kernel(
     h_ptr, asrc_ptr, adst_ptr, logw_ptr, idx_ptr, dout_ptr, lse_ptr,
     seg_row_ptr, seg_start_ptr, seg_end_ptr, seg_slot_ptr,
@@ -232,7 +217,7 @@ def _gat_bwd_dst_kernel(
     tl.store(pstats_ptr + (sl * H + hh) * 3 + k, v, mask=k < tl.where(slot >= 0, 3, 0))
 
 
-@_jit
+@jit
 def _gat_bwd_src_kernel(
     perm_ptr, ridx_ptr, alpha_ptr, t_ptr, dout_ptr, asrc_ptr, adst_ptr, delta_ptr,
     seg_row_ptr, seg_start_ptr, seg_end_ptr, seg_slot_ptr,
@@ -283,26 +268,19 @@ def _gat_bwd_src_kernel(
 # --------------------------------------------------------------------------------------------
 # Launchers
 # --------------------------------------------------------------------------------------------
-def _next_pow2(x: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(1, x))))
-
 
 def _config(d: int, avg_degree: float) -> dict:
     """Fixed launch configuration: BLOCK_D covers D (masked), BLOCK_E sized to the mean degree
     and capped so a (BLOCK_E, BLOCK_D) fp32 tile stays at 4K elements; rows longer than
     ``split`` edges are cut into pieces of ``split`` edges."""
-    block_d = max(8, _next_pow2(d))
+    block_d = max(8, next_pow2(d))
     cap = max(8, min(64, 4096 // block_d))
-    block_e = min(cap, max(16, _next_pow2(int(avg_degree))))
+    block_e = min(cap, max(16, next_pow2(int(avg_degree))))
     num_warps = 4 if block_e * block_d >= 2048 else 2
     return {"BLOCK_E": block_e, "BLOCK_D": block_d, "num_warps": num_warps, "split": 8 * block_e}
 
 
 BLOCK_P = 16  # pieces combined per step by the merge kernels
-
-
-def _interpreted() -> bool:
-    return HAS_TRITON and type(_gat_fwd_kernel).__name__ == "InterpretedFunction"
 
 
 def _scratch(n: int, *shape, device) -> torch.Tensor:
@@ -432,7 +410,7 @@ def gat_aggregate_triton(
     """
     if not HAS_TRITON:
         raise RuntimeError("gat_aggregate(backend='triton') needs the triton package; use backend='reference'")
-    if h.device.type != "cuda" and not _interpreted():
+    if h.device.type != "cuda" and not interpreted(_gat_fwd_kernel):
         raise RuntimeError(
             "gat_aggregate(backend='triton') on CPU tensors needs TRITON_INTERPRET=1 set before triton"
             " is imported (or use backend='reference' / 'auto')"

@@ -248,7 +248,7 @@ def test_errors():
 
 
 def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(attn_module, "_interpreted", lambda: False)
+    monkeypatch.setattr(attn_module, "interpreted", lambda kernel: False)
     q = torch.randn(1, 1, 3, 4)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         attention(q, q, q, backend="triton")

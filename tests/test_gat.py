@@ -25,7 +25,7 @@ from tnfast.kernels.csr import graph_plan
 CUDA = torch.cuda.is_available()
 DEV = "cuda" if CUDA else "cpu"
 needs_triton = pytest.mark.skipif(
-    not gat_mod.HAS_TRITON or (not CUDA and not gat_mod._interpreted()),
+    not gat_mod.HAS_TRITON or (not CUDA and not gat_mod.interpreted(gat_mod._gat_fwd_kernel)),
     reason="needs triton with a GPU or TRITON_INTERPRET=1",
 )
 TOL = {torch.float64: 1e-10, torch.float32: 2e-5, torch.bfloat16: 3e-2}
@@ -269,7 +269,7 @@ def test_auto_backend_on_cpu_is_the_reference():
 def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
     if not gat_mod.HAS_TRITON:
         pytest.skip("triton not installed")
-    monkeypatch.setattr(gat_mod, "_interpreted", lambda: False)
+    monkeypatch.setattr(gat_mod, "interpreted", lambda kernel: False)
     ip, ix, w = sym_graph(10, 10, 18)
     h, a, b, _ = inputs(10, 1, 4)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
