@@ -227,7 +227,7 @@ def broken_npz_missing_array(p):
 
 def broken_layer_file_missing(p):
     (p / "networks" / "go-bp.npz").unlink()
-    return p, p / "networks" / "go-bp.npz", "not a readable .npz"
+    return p, p / "networks" / "go-bp.npz", "no such file"
 
 
 def broken_csr_wrong_size(p):

@@ -2,13 +2,11 @@
 the flags, the report, the JSON schema, truth files, and the command line end to end."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import tnfast
 from scipy.stats import ks_2samp
 
 from tnfast.baselines import (knn_baseline, knn_predict, mean_baseline, network_average,
@@ -155,19 +153,13 @@ def test_a_model_with_signal_is_not_flagged_but_a_better_baseline_is():
 
 # --------------------------------------------------------------------------- end to end
 
-def tnfast(*args, cwd):
-    env = {**os.environ, "TNFAST_RUNS": str(cwd / "runs")}
-    return subprocess.run([sys.executable, "-c", "from tnfast.cli import main; main()", *map(str, args)],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
     """tnfast data synth --scale tiny, tnfast train, tnfast evaluate --json --report: as a user runs them."""
     d = tmp_path_factory.mktemp("evaluate")
     r = tnfast("data", "synth", "--out", d / "tiny", "--scale", "tiny", "--seed", "5", cwd=d)
     assert r.returncode == 0, r.stderr
-    r = tnfast("train", "--data", d / "tiny", "--out", d / "run", cwd=d)
+    r = tnfast("train", "--model", "ridge", "--data", d / "tiny", "--out", d / "run", cwd=d)
     assert r.returncode == 0, r.stderr
     r = tnfast("evaluate", "--run", d / "run", "--json", d / "eval.json", "--report", d / "report", cwd=d)
     assert r.returncode == 0, r.stderr

@@ -676,9 +676,7 @@ def test_consensus_shrna_code_is_rnai(tmp_path):
 
 def test_l1000_example_with_orgdb_networks_through_the_cli(shared_data, tmp_path):
     """The real example plus co-annotation layers from a tiny org.Hs.eg.sqlite, via `tnfast data import`."""
-    import subprocess
-    import sys
-
+    from conftest import tnfast
     from test_orgdb import make_db
 
     from tnfast.data.orgdb import coannotation_layers
@@ -689,8 +687,7 @@ def test_l1000_example_with_orgdb_networks_through_the_cli(shared_data, tmp_path
             "--orgdb", str(db), "--layers", "go-bp,kegg"]
     for t in TYPES:
         args += ["--signatures", str(ex / f"signatures_{t}.gctx"), "--split", f"{t}={ex / f'split_{t}.tsv'}"]
-    r = subprocess.run([sys.executable, "-c", "from tnfast.cli import main; main()", *args],
-                       capture_output=True, text=True, timeout=300)
+    r = tnfast(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "go-bp" in r.stdout and "kegg" in r.stdout
     b = load_bundle(tmp_path / "b")

@@ -20,7 +20,7 @@ from tnfast.export import export
 from tnfast.infer import infer
 from tnfast.preds import open_preds
 from tnfast.query import METHODS, query
-from tnfast.train import train
+from tnfast.train_ridge import train_ridge
 
 CLI = [sys.executable, "-m", "tnfast"]
 
@@ -29,7 +29,7 @@ CLI = [sys.executable, "-m", "tnfast"]
 def run(tmp_path_factory):
     d = tmp_path_factory.mktemp("infer")
     synthesize("small", seed=1).save(d / "small")
-    run_dir, _ = train(d / "small", d / "run")
+    run_dir, _ = train_ridge(d / "small", d / "run")
     return run_dir
 
 

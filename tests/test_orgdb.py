@@ -272,7 +272,7 @@ def error(path, layers=("go-bp",), **kw) -> str:
 
 
 def test_missing_file(tmp_path):
-    assert "file not found" in error(tmp_path / "nope.sqlite")
+    assert "no such file" in error(tmp_path / "nope.sqlite")
 
 
 def test_directory(tmp_path):

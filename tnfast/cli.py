@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -9,6 +10,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -24,7 +26,7 @@ out = Console()
 
 
 def _say(msg: str) -> None:
-    err.print(f"[dim]·[/dim] {msg}", soft_wrap=True, highlight=False)
+    err.print(f"[dim]·[/dim] {escape(msg)}", soft_wrap=True, highlight=False)
 
 
 def _bar() -> Progress:
@@ -103,14 +105,14 @@ def _info(path: Path) -> None:
     from .data.bundle import load_bundle
 
     b = load_bundle(path)
-    out.print(f"[bold]{path}[/bold]  {b.meta.get('name', '')}")
+    out.print(f"[bold]{escape(str(path))}[/bold]  {escape(str(b.meta.get('name', '')))}")
     out.print(f"genes: {b.n_genes}   landmarks: {len(b.landmarks)}   units: {b.meta.get('units', '?')}")
     if b.networks:
         t = Table("layer", "nodes with edges", "edges", "degree p50", "p90", "p99", "max", title="networks")
         for name, c in b.networks.items():
             d = c.degrees()
             p = np.percentile(d[d > 0], [50, 90, 99]) if (d > 0).any() else [0, 0, 0]
-            t.add_row(name, f"{(d > 0).sum():,}", f"{c.nnz // 2:,}", *(f"{v:g}" for v in p), f"{d.max():,}")
+            t.add_row(escape(name), f"{(d > 0).sum():,}", f"{c.nnz // 2:,}", *(f"{v:g}" for v in p), f"{d.max():,}")
         out.print(t)
     else:
         out.print("networks: none")
@@ -149,20 +151,51 @@ def data_synth(
 def train_cmd(
     data: Annotated[Optional[Path], typer.Option(help="Bundle directory (default: the synthetic default, made once and cached).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<run id>, or under $TNFAST_RUNS).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    embed_dim: Annotated[int, typer.Option(help="Embedding dimensions per network layer.")] = 64,
-    hops: Annotated[int, typer.Option(help="Propagation hops of the network embedding.")] = 3,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file: profile, [model] and [train] values (a run's config.toml works).")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="quick (CPU, minutes) or full (paper scale, GPU); default: full on CUDA, quick otherwise.")] = None,
+    sets: Annotated[Optional[list[str]], typer.Option("--set", help="Override one value, e.g. model.gat_heads=4 or train.lr=3e-4 (repeatable).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (train.seed).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run (--out, default the newest) from its last checkpoint.")] = False,
+    model: Annotated[str, typer.Option(help="transcriptionnet, or ridge (the linear baseline on a fixed network embedding).")] = "transcriptionnet",
 ) -> None:
     """Train on a bundle and write a run directory."""
-    from .train import TrainConfig, train
-
-    if data is None:
+    if model not in ("transcriptionnet", "ridge"):
+        raise InputError("--model", f"expected transcriptionnet or ridge, got {model!r}")
+    if resume and (config or profile or sets or seed is not None or data):
+        raise InputError("--resume", "continues a run with its saved data and config; drop --data/--config/--profile/--set/--seed")
+    if data is None and not resume:
         from .data.synth import default_bundle
 
         data = default_bundle("full", 0, progress=_say)
-    run_dir, summary = train(data, out_dir, TrainConfig(embed_dim=embed_dim, hops=hops, seed=seed), progress=_say)
-    t = Table("type", "split", "n", "predictor", "PCC", "PearsonΔ", "MSE",
-              title="ridge on network embedding + features vs the training-mean signature")
+    if model == "ridge":
+        if resume or config or profile or sets:
+            raise InputError("--model", "ridge takes only --data, --out and --seed")
+        from .design import DesignConfig
+        from .train_ridge import train_ridge
+
+        run_dir, summary = train_ridge(data, out_dir, DesignConfig(seed=seed or 0), progress=_say)
+        title = "ridge on network embedding + features vs the training-mean signature"
+    else:
+        from .train import resolve_device, train
+        from .train_config import resolve
+
+        cfg = None if resume else resolve(profile, config, sets or [], seed,
+                                          "full" if resolve_device(device).type == "cuda" else "quick")
+        with _bar() as bar:
+            tasks: list = []
+
+            def on_step(step: int, total: int, phase: str, loss: float) -> None:
+                # Added on the first step, so an input error shows no empty bar before it.
+                tasks or tasks.append(bar.add_task("training", total=total))
+                bar.update(tasks[0], completed=step, total=total, description=f"{phase} loss {loss:.4f}")
+
+            run_dir, summary = train(data, out_dir, cfg, device, resume, on_step=on_step,
+                                     progress=lambda msg: bar.console.print(escape(msg), highlight=False))
+        title = "TranscriptionNet (best valid checkpoint) vs the training-mean signature"
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, one summary
+        return
+    t = Table("type", "split", "n", "predictor", "PCC", "PearsonΔ", "MSE", title=title)
     for ty, s in summary.items():
         for split in ("valid", "test"):
             for who, label in (("model", "model"), ("mean", "training mean"), ("oracle", "oracle (noise-free)")):
@@ -183,6 +216,7 @@ def infer_cmd(
     chunk: Annotated[int, typer.Option(help="Genes per chunk (memory is bounded by it).")] = 1024,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted store: completed chunks are kept.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Predict every gene of the run's bundle and stream the predictions to Zarr (torchrun shards it)."""
     from .infer import infer, parse_types
@@ -195,7 +229,7 @@ def infer_cmd(
             tasks or tasks.append(bar.add_task("predicting", total=total))
             bar.update(tasks[0], completed=done)
 
-        path = infer(out_store, run, parse_types(types), genes, chunk, overwrite, resume, progress=advance)
+        path = infer(out_store, run, parse_types(types), genes, chunk, overwrite, resume, progress=advance, device=device)
     out.print(f"predictions: {path}")
 
 
@@ -210,10 +244,10 @@ def export_cmd(
 ) -> None:
     """Export predictions as GCTX (rows landmarks, columns <pert_type>:<gene>) or TSV."""
     from .export import export
-    from .infer import parse_types
+    from .preds import parse_types
 
     path = export(preds, fmt, out_file, parse_types(types), genes, overwrite)
-    out.print(f"wrote {path}")
+    out.print(f"wrote {escape(str(path))}")
 
 
 @app.command("query")
@@ -227,17 +261,20 @@ def query_cmd(
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Write every ranked (perturbation, gene) as TSV.")] = None,
 ) -> None:
     """Rank every predicted perturbation by similarity to a query signature."""
-    from .infer import parse_types
+    from .atomic import check_output
+    from .preds import parse_types
     from .query import query, write_hits
 
+    if out_file is not None:
+        check_output(out_file, directory=False)  # before the work, not after it
     hits = query(preds, signature, method, column, parse_types(types))
-    t = Table("rank", "perturbation", "gene", method, "measured", title=f"best matches to {signature.name}")
+    t = Table("rank", "perturbation", "gene", method, "measured", title=f"best matches to {escape(signature.name)}")
     for i, h in enumerate(hits[:top], 1):
-        t.add_row(str(i), h.perturbation, h.gene, f"{h.score:.4f}", "yes" if h.measured else "")
+        t.add_row(str(i), h.perturbation, escape(h.gene), f"{h.score:.4f}", "yes" if h.measured else "")
     out.print(t)
     if out_file is not None:
         write_hits(hits, out_file)
-        out.print(f"wrote {len(hits)} rows to {out_file}")
+        out.print(f"wrote {len(hits)} rows to {escape(str(out_file))}")
 
 
 @app.command("evaluate")
@@ -288,5 +325,6 @@ def main() -> None:
     except InputError as e:
         if "--debug" in sys.argv[1:]:
             raise
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        # Escaped: a file name such as 'a[/b].tsv' is text, not rich markup.
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -32,3 +32,12 @@ def my_range(n: int, rank: int, size: int) -> range:
     """The contiguous block of ``range(n)`` that ``rank`` owns; blocks are disjoint and cover it."""
     lo = n * rank // size
     return range(lo, n * (rank + 1) // size)
+
+
+def broadcast(obj):
+    """Rank 0's ``obj`` on every rank (itself when not distributed)."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

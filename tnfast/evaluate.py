@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +41,11 @@ from . import __version__
 from .baselines import (knn_baseline, network_average, other_type_baseline, ridge_baseline,
                         total_degree, training_mean)
 from .data.bundle import TYPES, Bundle, load_bundle
+from .design import DesignConfig, design_matrix
 from .errors import InputError
 from .metrics import (abs_pearson, ks_d, pearson_delta, retrieval_ranks, retrieval_summary, snap_to_mean,
                       row_mse, row_pearson, top_k_direction)
 from .runs import latest_run, read_run, runs_root
-from .train import TrainConfig, design_matrix
 
 EVAL_SPLITS = ("valid", "test")
 PREDICTORS = ("model", "mean", "ridge", "knn", "network", "other_type", "oracle")
@@ -313,12 +313,6 @@ def _find_run(run_id: str | None) -> Path | None:
     return None
 
 
-def _config(run: dict | None) -> TrainConfig:
-    cfg = (run or {}).get("config") or {}
-    names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in cfg.items() if k in names})
-
-
 def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
              split: str | None = None, truth: Sequence[str | os.PathLike] = (),
              preds: str | os.PathLike | None = None,
@@ -391,12 +385,12 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
 
     # Inputs of the ridge and kNN baselines: the run's design matrix.
     x = None
-    if isinstance(source, _RunPredictions) and same_data:
+    if isinstance(source, _RunPredictions) and same_data and source.p.x is not None:
         x = source.p.x
     else:
         try:
             progress("embedding the networks for the baselines")
-            x = design_matrix(bundle, _config(meta))
+            x = design_matrix(bundle, DesignConfig.from_run(meta))
         except InputError:
             notes.append("the bundle has neither networks nor features: no ridge or kNN baseline")
     degree = total_degree(bundle.networks, bundle.n_genes) if bundle.networks else None

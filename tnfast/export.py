@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_file
+from .atomic import atomic_file, check_output
 from .data.bundle import TYPE_CODES
 from .data.gctx import gctx_writer
 from .errors import InputError
@@ -32,8 +32,7 @@ def export(preds: str | os.PathLike, fmt: str, out: str | os.PathLike, types: li
         raise InputError("--format", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if out.exists() and not overwrite:
         raise InputError(out, "already exists (pass --overwrite to replace it)")
-    if out.is_dir() or not out.parent.is_dir():
-        raise InputError(out, "is a directory, or its directory does not exist")
+    check_output(out, directory=False)
     p = open_preds(preds)
     ti = p.select_types(types)
     gi = np.arange(len(p.genes)) if genes is None else p.select_genes(genes)

@@ -24,19 +24,23 @@ import numpy as np
 import zarr
 
 from . import __version__
-from .data.bundle import TYPES, load_bundle
+from .data.bundle import load_bundle
 from .distributed import barrier, my_range, world
 from .errors import InputError
-from .preds import STORE_FORMAT, STORE_VERSION, gene_positions
+from .preds import STORE_FORMAT, STORE_VERSION, gene_positions, parse_types  # noqa: F401 (re-exported)
 from .preds import labels as coord_labels
 from .runs import latest_run, read_run
-from .predict import load_predictor
+from .predict import ALL_SPLITS, load_predictor
 
 
 def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: list[str] | None = None,
           genes: str | os.PathLike | None = None, chunk: int = 1024, overwrite: bool = False,
-          resume: bool = False, progress: Callable[[int, int], None] = lambda done, total: None) -> Path:
-    """Write predictions for the run's genes (all, or those listed in ``genes``) to the Zarr store ``out``."""
+          resume: bool = False, progress: Callable[[int, int], None] = lambda done, total: None,
+          device: str = "auto") -> Path:
+    """Write predictions for the run's genes (all, or those listed in ``genes``) to the Zarr store ``out``.
+
+    Every measured signature of the bundle may serve as an input for the gene's other types
+    (:mod:`tnfast.predict`); ``device``: auto, cpu or cuda."""
     out = Path(out)
     if chunk < 1:
         raise InputError("--chunk", f"must be >= 1, got {chunk}")
@@ -61,11 +65,11 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
     have = done[:].astype(bool)
     todo = [k for k in my_range(n_chunks, rank, size) if not have[k]]
     if todo:
-        predictor = load_predictor(run_dir, bundle)
+        predictor = load_predictor(run_dir, bundle, inputs=ALL_SPLITS, device=device)
     finished = int(have.sum())
     for k in todo:
         rows = idx[k * chunk:(k + 1) * chunk]
-        pred[:, k * chunk:k * chunk + len(rows)] = np.stack([predictor.predict(t, rows) for t in types])
+        pred[:, k * chunk:k * chunk + len(rows)] = predictor.predict_types(types, rows)
         done[k] = 1  # after the chunk itself: a chunk marked done is whole
         finished += 1
         progress(finished, n_chunks)
@@ -127,13 +131,3 @@ def _create_store(out: Path, run_id: str, bundle, idx: np.ndarray, labels: dict,
     root.create_array("measured", data=measured[:, idx], dimension_names=("perturbation", "gene"))
     root.create_array("done", shape=(-(-n // chunk),), chunks=(1,), dtype="uint8", fill_value=0,
                       dimension_names=("chunk",))
-
-
-def parse_types(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    got = [v.strip() for v in value.split(",") if v.strip()]
-    bad = [v for v in got if v not in TYPES]
-    if bad or not got:
-        raise InputError("--types", f"expected a comma-separated subset of {','.join(TYPES)}, got {value!r}")
-    return got

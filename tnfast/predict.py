@@ -1,54 +1,110 @@
 """Predictions of a run's model for any genes of its bundle: the one place that turns a run into numbers.
 
 `tnfast infer` (all genes, streamed to Zarr) and `tnfast evaluate` (the genes of a split) both
-need the same three steps: read the run, rebuild its inputs from the bundle (the design matrix
-of the run's config), apply the per-type model. :class:`Predictor` holds them once, so the
-design matrix (seconds at genome scale) is computed once however many types or chunks follow.
+need the same steps: read the run, rebuild its inputs from the bundle, apply the model.
+:class:`Predictor` does the expensive part once (the ridge design matrix, or TranscriptionNet's
+full-graph encoder pass), however many types or chunks follow.
+
+Inputs of TranscriptionNet's GenSAN: a gene's measured signatures of the *other* types, taken
+from the splits named by ``inputs``. `tnfast evaluate` uses the training split only (valid and
+test genes are then predicted exactly as unmeasured genes are, as during validation);
+`tnfast infer` uses every measured signature, as a user predicting RNAi for a gene whose
+CRISPR signature was measured would want. A gene's own target signature is never an input.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from .data.bundle import Bundle, load_bundle
+from .data.bundle import TYPES, Bundle, load_bundle
+from .design import DesignConfig, design_matrix
 from .errors import InputError
-from .ridge import Ridge
+from .model import Measurements
 from .runs import latest_run, read_run
-from .train import TrainConfig, design_matrix, load_model
+from .train import MODEL_KIND as TRANSCRIPTIONNET
+from .train import autocast, build_model, resolve_device
+from .train_config import from_dict
+from .train_ridge import MODEL_KIND as RIDGE
+from .train_ridge import load_ridge
 
-# Model kinds whose weights load_model understands (run.json "model").
-SUPPORTED_MODELS = ("ridge-embedding",)
+# Model kinds this tnfast can load (run.json "model").
+SUPPORTED_MODELS = (TRANSCRIPTIONNET, RIDGE)
+ALL_SPLITS = ("train", "valid", "test")
 
 
 @dataclass
 class Predictor:
     run_dir: Path
     run: dict  # run.json
-    models: dict[str, Ridge]
     bundle: Bundle
-    x: np.ndarray  # (n_genes, p) the run's design matrix
+    types: list[str]
+    fn: Callable[[list[str], np.ndarray], np.ndarray]  # (types, gene indices (n,)) -> (len(types), n, L)
+    x: np.ndarray | None = None  # ridge runs: their design matrix (the baselines reuse it)
 
-    @property
-    def types(self) -> list[str]:
-        return list(self.models)
+    def predict_types(self, types: Sequence[str], genes_idx: np.ndarray) -> np.ndarray:
+        """(len(types), n, L) float32 predictions for bundle gene indices ``genes_idx``."""
+        missing = [t for t in types if t not in self.types]
+        if missing:
+            raise InputError(self.run_dir, f"the run has no model for {', '.join(missing)} "
+                                           f"(it has {', '.join(self.types)})")
+        return self.fn(list(types), np.asarray(genes_idx, np.int64))
 
-    def predict(self, ptype: str, genes_idx: np.ndarray | slice) -> np.ndarray:
-        """(n, L) float32 predictions of type ``ptype`` for bundle gene indices ``genes_idx``."""
-        if ptype not in self.models:
-            raise InputError(self.run_dir, f"the run has no model for {ptype} (it has {', '.join(self.models)})")
-        return self.models[ptype].predict(self.x[genes_idx])
+    def predict(self, ptype: str, genes_idx: np.ndarray) -> np.ndarray:
+        """(n, L) float32 predictions of type ``ptype``."""
+        return self.predict_types([ptype], genes_idx)[0]
+
+
+def _ridge(run_dir: Path, run: dict, bundle: Bundle) -> Predictor:
+    models = load_ridge(run_dir, run)
+    try:
+        cfg = DesignConfig(**run["config"])
+    except TypeError as e:
+        raise InputError(run_dir / "run.json", f"config does not match this tnfast ({e})") from None
+    x = design_matrix(bundle, cfg)
+    fn = lambda types, idx: np.stack([models[t].predict(x[idx]) for t in types]).astype(np.float32)  # noqa: E731
+    return Predictor(run_dir, run, bundle, list(models), fn, x)
+
+
+def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence[str], device: str) -> Predictor:
+    cfg = from_dict(run["config"], str(run_dir / "run.json"))
+    dev = resolve_device(device)
+    model, graph = build_model(bundle, cfg, dev)
+    if model.dims.to_dict() != run.get("dims"):
+        raise InputError(run_dir / "run.json", f"the model was trained on data of shape {run.get('dims')}; "
+                                               f"the bundle {run['data']} now gives {model.dims.to_dict()}")
+    try:
+        state = torch.load(run_dir / "model.pt", map_location=dev, weights_only=True)
+        model.load_state_dict(state)
+    except Exception as e:  # a corrupt or foreign file: one line, not a traceback
+        raise InputError(run_dir / "model.pt", f"cannot load model weights ({type(e).__name__}: {e})") from None
+    model.eval()
+    meas = Measurements.from_bundle(bundle, inputs, model.scaler).to(dev)
+    with torch.no_grad(), autocast(dev, cfg.train.precision):
+        emb = model.encode(graph)
+
+    def fn(types: list[str], idx: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), autocast(dev, cfg.train.precision):
+            pred = model.predict_genes(emb, torch.from_numpy(idx), meas)
+        cols = torch.tensor([TYPES.index(t) for t in types], device=pred.device)
+        return pred.index_select(1, cols).transpose(0, 1).cpu().numpy()
+
+    return Predictor(run_dir, run, bundle, list(run["types"]), fn)
 
 
 def load_predictor(run_dir: str | os.PathLike | None = None, bundle: Bundle | None = None,
-                   truth: bool = False) -> Predictor:
-    """Load the run at ``run_dir`` (default: the newest) with its bundle and design matrix.
+                   truth: bool = False, inputs: Sequence[str] = ("train",), device: str = "auto") -> Predictor:
+    """Load the run at ``run_dir`` (default: the newest) with its bundle.
 
     ``bundle``: the run's bundle when the caller has loaded it already (it must be the same
-    data); ``truth``: load the bundle's noise-free truth arrays too (memory-mapped).
+    data); ``truth``: load the bundle's noise-free truth arrays too (memory-mapped);
+    ``inputs``: the splits whose measurements TranscriptionNet may use (see the module doc);
+    ``device``: auto, cpu or cuda.
     """
     run_dir = Path(run_dir) if run_dir is not None else latest_run()
     run = read_run(run_dir)
@@ -60,12 +116,8 @@ def load_predictor(run_dir: str | os.PathLike | None = None, bundle: Bundle | No
     for key in ("types", "config", "data", "metrics"):
         if key not in run:
             raise InputError(run_dir / "run.json", f"missing field {key!r}")
-    models = load_model(run_dir, run)
     if bundle is None:
         bundle = load_bundle(run["data"], truth=truth)
-    try:
-        cfg = TrainConfig(**run["config"])
-    except TypeError as e:
-        raise InputError(run_dir / "run.json", f"config does not match this tnfast ({e})") from None
-    return Predictor(run_dir, run, models, bundle, design_matrix(bundle, cfg))
-
+    if kind == RIDGE:
+        return _ridge(run_dir, run, bundle)
+    return _transcriptionnet(run_dir, run, bundle, inputs, device)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from .data.bundle import TYPES
 from .errors import InputError
 
 STORE_FORMAT = "tnfast-preds"
@@ -39,8 +40,19 @@ class Preds:
                 pos = pos[np.isin(pos, genes)]
                 if not len(pos):
                     continue
-            block = self.predictions[:, lo:lo + step]
-            yield pos, block[:, pos - lo]
+            yield pos, self._read(lo, min(lo + step, n))[:, pos - lo]
+
+    def _read(self, lo: int, hi: int) -> np.ndarray:
+        """Genes lo..hi-1 of every type; a lost or damaged chunk is a one-line error, never NaN output."""
+        try:
+            block = self.predictions[:, lo:hi]
+        except Exception as e:  # a truncated or garbled chunk file: zarr's codec error
+            raise InputError(self.path, f"damaged store: cannot read the predictions of genes {lo}..{hi - 1} "
+                                        f"({type(e).__name__}: {e}); run `tnfast infer` again") from None
+        if np.isnan(block).any():
+            raise InputError(self.path, f"damaged store: predictions of genes {lo}..{hi - 1} are missing (NaN; "
+                                        "a lost chunk file?); run `tnfast infer` again")
+        return block
 
     def select_genes(self, ids_file: str | os.PathLike) -> np.ndarray:
         return gene_positions(ids_file, self.genes, self.path)
@@ -98,3 +110,14 @@ def open_preds(path: str | os.PathLike) -> Preds:
     if p.predictions.shape != (len(p.types), len(p.genes), len(p.landmarks)):
         raise InputError(path, "predictions do not match the perturbation, gene and landmark coordinates")
     return p
+
+
+def parse_types(value: str | None) -> list[str] | None:
+    """``--types RNAi,OE`` -> ["RNAi", "OE"]; None -> None (all)."""
+    if value is None:
+        return None
+    got = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in got if v not in TYPES]
+    if bad or not got:
+        raise InputError("--types", f"expected a comma-separated subset of {','.join(TYPES)}, got {value!r}")
+    return got

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
 
 from .atomic import atomic_file
 from .data.gctx import read_gctx
@@ -68,6 +67,8 @@ def scores(pred: np.ndarray, query: np.ndarray, method: str, n_set: int = 50) ->
     if method == "pearson":
         return row_pearson(pred, q)
     if method == "spearman":
+        from scipy.stats import rankdata  # here: scipy.stats takes a second to import
+
         return row_pearson(rankdata(pred, axis=1), rankdata(q, axis=1))
     if method == "cosine":
         den = np.linalg.norm(pred, axis=1) * np.linalg.norm(query)

@@ -215,14 +215,25 @@ def read_metrics_jsonl(path: Path) -> list[dict]:
     return out
 
 
+def _flat(rec: dict, prefix: str = "") -> dict:
+    """Nested records (``{"valid": {"RNAi": {"pcc": ..}}}``) as ``valid.RNAi.pcc`` keys."""
+    out = {}
+    for k, v in rec.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
 def plot_training_curves(records: list[dict], path: Path) -> bool:
     """Each numeric series against ``step`` (or ``epoch``, else the line number); False if none."""
     xkey = next((k for k in ("step", "epoch", "iteration") if any(k in r for r in records)), None)
     series: dict[str, tuple[list, list]] = {}
     for i, r in enumerate(records):
         x = r.get(xkey, i) if xkey else i
-        for k, v in r.items():
-            if k in (xkey, "time", "wall", "wall_s") or isinstance(v, bool) or not isinstance(v, int | float):
+        for k, v in _flat(r).items():
+            if k in (xkey, "time", "wall", "wall_s", "elapsed_s") or k.endswith((".n", ".mse", ".loss")) or isinstance(v, bool) or not isinstance(v, int | float):
                 continue
             if not np.isfinite(v):
                 continue

@@ -11,9 +11,14 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
+from . import __version__
 from .errors import InputError
+from .metrics import pearson_delta, row_pearson
 
 RUN_FORMAT = "tnfast-run"
 RUN_VERSION = 1
@@ -49,3 +54,40 @@ def read_run(path: str | os.PathLike) -> dict:
     if not isinstance(run.get("version"), int) or run["version"] > RUN_VERSION:
         raise InputError(f, f"run format version {run.get('version')!r}; this tnfast reads up to {RUN_VERSION}")
     return run
+
+
+def _scores(pred: np.ndarray, truth: np.ndarray, mean: np.ndarray) -> dict:
+    return {"n": len(truth), "pcc": float(row_pearson(pred, truth).mean()),
+            "pearson_delta": float(pearson_delta(pred, truth, mean).mean()),
+            "mse": float(((pred - truth) ** 2).mean())}
+
+
+def split_scores(bundle, predict: Callable[[str, np.ndarray], np.ndarray], types: Sequence[str],
+                 splits: Sequence[str] = ("valid", "test")) -> dict:
+    """What a run records about itself: per type and split, PCC, PearsonΔ and MSE of the model
+    (``predict(type, gene indices) -> (n, L)``), of the training-mean signature and, on synthetic
+    data, of the noise-free truth (the ceiling)."""
+    summary: dict = {}
+    for t in types:
+        s = bundle.signatures[t]
+        mean = s.values[s.rows("train")].mean(axis=0)
+        summary[t] = {}
+        for split in splits:
+            rows = s.rows(split)
+            if not len(rows):
+                continue
+            truth, genes = s.values[rows], s.gene[rows]
+            summary[t][split] = {"model": _scores(predict(t, genes), truth, mean),
+                                 "mean": _scores(np.broadcast_to(mean, truth.shape), truth, mean)}
+            if t in bundle.truth:
+                summary[t][split]["oracle"] = _scores(np.asarray(bundle.truth[t][genes]), truth, mean)
+    return summary
+
+
+def run_record(run_id: str, model: str, data: Path, types: Sequence[str], config: dict, metrics: dict,
+               **extra) -> str:
+    """The text of run.json (written last: its presence marks a complete run)."""
+    run = {"format": RUN_FORMAT, "version": RUN_VERSION, "run_id": run_id, "created": time.time(),
+           "tnfast": __version__, "model": model, "data": str(data), "types": list(types),
+           "config": config, "metrics": metrics, **extra}
+    return json.dumps(run, indent=2) + "\n"

@@ -1,120 +1,345 @@
-"""`tnfast train`: fit a model on a bundle and write a run directory.
+"""`tnfast train`: TranscriptionNet trained end to end, resumable, with early stopping.
 
-The model trained here today is ridge regression, per perturbation type, from a fixed
-multiplex network embedding (tnfast.embed) and the bundle's gene features to the 978-vector;
-the penalty is chosen on the valid split. It is a real, honest model and the baseline the
-TranscriptionNet model (GAT encoder + FunDNN + GenSAN) must beat.
+Schedule: ``pretrain_steps`` of network reconstruction alone (the encoder learns the networks
+before any signature pulls on it), then joint steps: each runs the encoder over the whole
+multiplex once (the fused kernels make a full-graph pass cheaper than BIONIC's neighbour
+sampling), adds the reconstruction loss, and trains the signature loss of a batch of training
+(gene, type) samples through FunDNN and GenSAN back into the encoder. Half of each sample's
+usable measurements of the other types are hidden at random, because most genes have none at
+prediction time. Every ``eval_every`` steps: validation (PCC, PearsonΔ per type with the
+training-split measurements as the only inputs, i.e. valid genes are predicted as unmeasured
+genes), a line in ``metrics.jsonl``, the best model kept in ``model.pt``, and a checkpoint;
+``patience`` evaluations without a better mean valid PearsonΔ end training.
 
-Run directory: run.json (config, data path, summary metrics; written last, marks completion),
-model.pt (tensors only; torch.load(weights_only=True)).
+Run directory (under ``$TNFAST_RUNS`` or ./runs unless ``--out``):
+``config.toml`` the resolved configuration (``--config`` reads it back); ``train.json`` data
+path and run id; ``metrics.jsonl``; ``checkpoint.pt`` the last state (model, optimiser, every
+RNG, sample order) while training; ``model.pt`` the best weights; ``run.json`` written last
+(complete run). All ``.pt`` files are written atomically and load with ``weights_only=True``.
+Resuming from ``checkpoint.pt`` replays exactly what the interrupted run would have done: every
+random draw comes from generators whose state the checkpoint holds, so on CPU a resumed run
+ends with the same weights, bit for bit, as an uninterrupted one.
+
+Under torchrun the processes train one model with DistributedDataParallel: each takes its
+share of every batch; the full-graph encoder pass and reconstruction samples are the same on
+every rank.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import __version__
-from .atomic import atomic_dir
+from .atomic import atomic_file
 from .data.bundle import TYPES, Bundle, load_bundle
-from .embed import multiplex_embedding
+from .distributed import barrier, broadcast, world
 from .errors import InputError
 from .metrics import pearson_delta, row_pearson
-from .ridge import Ridge, fit_ridge
-from .runs import RUN_FORMAT, RUN_VERSION, new_run_id, runs_root
+from .model import Measurements, ModelDims, MultiplexGraph, TranscriptionNet, signature_loss, split_samples
+from .runs import new_run_id, run_record, runs_root, split_scores
+from .train_config import RunConfig, from_dict
+
+MODEL_KIND = "transcriptionnet"
+StepCallback = Callable[[int, int, str, float], None]  # (step, total, phase, loss)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise InputError("--device", f"expected auto, cpu or cuda, got {name!r}")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device", "cuda requested but no CUDA device is available")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA (precision auto or bf16); plain fp32 otherwise."""
+    if precision == "bf16" and device.type != "cuda":
+        raise InputError("train.precision", "bf16 is for CUDA devices; use fp32 or auto on CPU")
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def build_model(bundle: Bundle, cfg: RunConfig, device: torch.device) -> tuple[TranscriptionNet, MultiplexGraph]:
+    """The graph and a freshly initialised model (seeded by ``cfg.train.seed``) for ``bundle``."""
+    seed = cfg.train.seed
+    graph = MultiplexGraph.for_model(bundle, cfg.model, seed).to(device)
+    torch.manual_seed(seed)
+    model = TranscriptionNet(cfg.model, ModelDims.from_graph(graph, len(bundle.landmarks))).to(device)
+    return model, graph
 
 
 @dataclass
-class TrainConfig:
-    embed_dim: int = 64
-    hops: int = 3
-    seed: int = 0
+class _Valid:
+    """The validation set, prepared once: every valid (gene, type) and the union of their genes."""
+
+    genes: torch.Tensor  # (g,) distinct genes with a valid signature of some type
+    types: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # type -> (positions in genes, truth, train mean)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, types: list[str]) -> "_Valid":
+        rows = {t: bundle.signatures[t].rows("valid") for t in types}
+        genes = np.unique(np.concatenate([bundle.signatures[t].gene[r] for t, r in rows.items()] + [np.zeros(0, int)]))
+        out = {}
+        for t, r in rows.items():
+            if len(r):
+                s = bundle.signatures[t]
+                out[t] = (np.searchsorted(genes, s.gene[r]), s.values[r], s.values[s.rows("train")].mean(axis=0))
+        return cls(torch.from_numpy(genes.astype(np.int64)), out)
 
 
-def design_matrix(bundle: Bundle, cfg: TrainConfig) -> np.ndarray:
-    """(n_genes, p) inputs of every gene: network embedding, then standardised features + presence."""
-    parts = []
-    if bundle.networks:
-        parts.append(multiplex_embedding(bundle.networks, cfg.embed_dim, cfg.hops, cfg.seed))
-    f = bundle.features
-    if f is not None:
-        mu = f.values[f.present].mean(axis=0)
-        sd = f.values[f.present].std(axis=0) + 1e-8
-        z = np.where(f.present[:, None], (f.values - mu) / sd, 0.0).astype(np.float32)
-        parts += [z / np.sqrt(z.shape[1]), f.present[:, None].astype(np.float32)]
-    if not parts:
-        raise InputError(bundle.meta.get("name", "bundle"), "has neither networks nor features to learn from")
-    return np.concatenate(parts, axis=1)
+def _validate(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, valid: _Valid,
+              device: torch.device, precision: str) -> dict:
+    """Per type: n, PCC, PearsonΔ, MSE (signature units) and the scaled signature loss."""
+    model.eval()
+    with torch.no_grad(), autocast(device, precision):
+        emb = model.encode(graph)
+        pred = model.predict_genes(emb, valid.genes, meas).cpu()
+    out = {}
+    for t, (pos, truth, mean) in valid.types.items():
+        ti = TYPES.index(t)
+        p = pred[pos, ti].numpy()
+        tt = torch.full((len(pos),), ti, dtype=torch.long, device=device)
+        loss = signature_loss(model.scaler.transform(torch.from_numpy(p).to(device), tt),
+                              model.scaler.transform(torch.from_numpy(truth).to(device), tt), model.config.beta)
+        out[t] = {"n": len(pos), "pcc": float(row_pearson(p, truth).mean()),
+                  "pearson_delta": float(pearson_delta(p, truth, mean).mean()),
+                  "mse": float(((p - truth) ** 2).mean()), "loss": float(loss)}
+    return out
 
 
-def _scores(pred: np.ndarray, truth: np.ndarray, mean: np.ndarray) -> dict:
-    return {"n": len(truth), "pcc": float(row_pearson(pred, truth).mean()),
-            "pearson_delta": float(pearson_delta(pred, truth, mean).mean()),
-            "mse": float(((pred - truth) ** 2).mean())}
+def _save(obj, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
-def train(data: str | os.PathLike, out: str | os.PathLike | None = None, cfg: TrainConfig = TrainConfig(),
-          progress: Callable[[str], None] = lambda msg: None) -> tuple[Path, dict]:
-    """Fit on the bundle at ``data``; returns (run directory, summary metrics per type and split)."""
-    data = Path(data).resolve()
-    bundle = load_bundle(data)
+def _load(path: Path, device: torch.device):
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated, foreign or not a checkpoint: one line
+        raise InputError(path, f"cannot load ({type(e).__name__}: {e})") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(path, f"cannot read ({e})") from None
+
+
+def latest_incomplete_run() -> Path:
+    """The newest run directory under the runs root that started training but has no run.json."""
+    root = runs_root()
+    cands = [p.parent for p in root.glob("*/train.json") if not (p.parent / "run.json").exists()] if root.is_dir() else []
+    if not cands:
+        raise InputError(root, "no interrupted run to resume; pass --out RUN_DIR")
+    return max(cands, key=lambda p: (_read_json(p / "train.json").get("created", 0), p.name))
+
+
+def _resume_dir(out: Path | None) -> tuple[Path, Path, RunConfig, str]:
+    """(run dir, data, config, run id) of the interrupted run at ``out`` (default: the newest)."""
+    run_dir = out if out is not None else latest_incomplete_run()
+    if (run_dir / "run.json").exists():
+        raise InputError(run_dir, "is a complete run; nothing to resume")
+    if not (run_dir / "train.json").is_file():
+        raise InputError(run_dir, "is not an interrupted tnfast run (no train.json); cannot resume")
+    meta = _read_json(run_dir / "train.json")
+    return run_dir, Path(meta["data"]), from_dict(meta["config"], str(run_dir / "train.json")), meta["run_id"]
+
+
+def _new_run_dir(data: Path, out: Path | None, cfg: RunConfig, rank: int) -> tuple[Path, str]:
+    """Create the run directory with config.toml and train.json (rank 0); (run dir, run id)."""
+    run_id = broadcast(new_run_id())
+    run_dir = out if out is not None else runs_root() / run_id
+    taken = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    barrier()  # every rank has looked before rank 0 writes
+    if taken:
+        raise InputError(run_dir, "already exists (pass --resume to continue an interrupted run there, or another --out)")
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(cfg.to_toml())
+        meta = {"run_id": run_id, "data": str(data), "created": time.time(), "config": cfg.to_dict()}
+        with atomic_file(run_dir / "train.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    barrier()
+    return run_dir, run_id
+
+
+def _check_bundle(bundle: Bundle, data: Path, world_size: int, batch_size: int) -> list[str]:
     if not bundle.signatures:
         raise InputError(data, "has no signatures to train on (import some with --signatures)")
-    progress("embedding the multiplex networks")
-    x = design_matrix(bundle, cfg)
-    tensors: dict[str, torch.Tensor] = {}
-    summary: dict = {}
-    for t in TYPES:
-        s = bundle.signatures.get(t)
-        if s is None:
+    for t, s in bundle.signatures.items():
+        if len(s.rows("train")) < 2:
+            raise InputError(data, f"{t} has {len(s.rows('train'))} training signatures; need at least 2")
+    if batch_size % world_size:
+        raise InputError("train.batch_size", f"{batch_size} does not split evenly over {world_size} processes")
+    return [t for t in TYPES if t in bundle.signatures]
+
+
+def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, cfg: RunConfig | None = None,
+          device: str = "auto", resume: bool = False, progress: Callable[[str], None] = lambda msg: None,
+          on_step: StepCallback = lambda step, total, phase, loss: None) -> tuple[Path, dict]:
+    """Train TranscriptionNet on the bundle at ``data``; returns (run directory, summary per type and split).
+
+    ``resume``: continue the interrupted run at ``out`` (default: the newest one) with its saved
+    configuration and data; ``data`` and ``cfg`` are then ignored.
+    """
+    if data is None and not resume:
+        raise InputError("--data", "a bundle directory is needed (or --resume)")
+    rank, size = world()
+    dev = resolve_device(device)
+    if resume:
+        run_dir, data, cfg, run_id = _resume_dir(Path(out) if out is not None else None)
+    else:
+        data = Path(data).resolve()
+    bundle = load_bundle(data)
+    types = _check_bundle(bundle, data, size, cfg.train.batch_size)
+    if not resume:  # only now, so bad input leaves no run directory behind
+        run_dir, run_id = _new_run_dir(data, Path(out) if out is not None else None, cfg, rank)
+    tc = cfg.train
+    progress(f"building the model ({cfg.profile} profile) on {dev}")
+    model, graph = build_model(bundle, cfg, dev)
+    model.scaler.fit_bundle(bundle)
+    meas = Measurements.from_bundle(bundle, ("train",), model.scaler).to(dev)
+    s_genes, s_types, s_values = split_samples(bundle, "train", types)
+    s_genes, s_types = torch.from_numpy(s_genes), torch.from_numpy(s_types)
+    s_truth = model.scaler.transform(torch.from_numpy(s_values).to(dev), s_types.to(dev))
+    valid = _Valid.from_bundle(bundle, types)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    gen_batch = torch.Generator().manual_seed(tc.seed + 1)  # sample order, hidden measurements
+    gen_recon = torch.Generator().manual_seed(tc.seed + 2)  # reconstruction edge samples
+    batch = min(tc.batch_size, len(s_genes) - len(s_genes) % size)
+    st = {"step": 0, "pos": 0, "perm": torch.randperm(len(s_genes), generator=gen_batch),
+          "best_score": -math.inf, "best_step": -1, "bad": 0, "stopped": False}
+
+    ckpt_path, metrics_path, best_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl", run_dir / "model.pt"
+    if resume and ckpt_path.exists():
+        ck = _load(ckpt_path, dev)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        gen_batch.set_state(ck["rng"]["batch"])
+        gen_recon.set_state(ck["rng"]["recon"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        if dev.type == "cuda" and "cuda" in ck["rng"]:
+            torch.cuda.set_rng_state(ck["rng"]["cuda"], dev)
+        st.update({k: ck[k] for k in st})
+        progress(f"resuming {run_dir} at step {st['step']}")
+        if rank == 0 and metrics_path.exists():  # drop records written after the checkpoint
+            keep = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= st["step"]]
+            with atomic_file(metrics_path) as tmp:
+                tmp.write_text("".join(ln + "\n" for ln in keep))
+    elif resume:
+        progress(f"{run_dir} has no checkpoint yet: starting it from the beginning")
+        metrics_path.unlink(missing_ok=True)
+
+    net = model
+    if size > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    n_pre = tc.pretrain_steps if graph.n_edges else 0  # nothing to reconstruct without networks
+    total = n_pre + tc.steps
+    t0, losses = time.time(), []
+    while st["step"] < total and not st["stopped"]:
+        pretrain = st["step"] < n_pre
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        with autocast(dev, tc.precision):
+            if pretrain:
+                # identical on every rank (same generator): no gradient exchange needed
+                rec = model.reconstruction_loss(model.encode(graph), graph, gen_recon)
+                loss, sig = rec, None
+            else:
+                if st["pos"] + batch > len(st["perm"]):
+                    st["perm"], st["pos"] = torch.randperm(len(s_genes), generator=gen_batch), 0
+                idx = st["perm"][st["pos"]:st["pos"] + batch]
+                st["pos"] += batch
+                keep = torch.rand(batch, len(TYPES), generator=gen_batch) >= tc.drop_available
+                idx, keep = idx[rank::size], keep[rank::size]
+                genes, target = s_genes[idx].to(dev), s_types[idx].to(dev)
+                values, avail = meas.gather(genes)
+                out = net(graph, genes, target, values, avail & keep.to(dev), generator=gen_recon)
+                truth = s_truth[idx.to(dev)]
+                sig = signature_loss(out.pred, truth, model.config.beta)
+                guess = out.first_guess[torch.arange(len(idx), device=dev), target]
+                rec = out.recon
+                loss = sig + tc.guess_weight * signature_loss(guess, truth, model.config.beta) + tc.recon_weight * rec
+        loss.backward()
+        if tc.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
+        opt.step()
+        st["step"] += 1
+        losses.append((loss.item(), rec.item(), None if sig is None else sig.item()))
+        if not math.isfinite(losses[-1][0]):
+            raise InputError(run_dir, f"the loss became {losses[-1][0]} at step {st['step']}; lower train.lr "
+                                      "(the last checkpoint is kept: fix the config and retrain)")
+        on_step(st["step"], total, "pretrain" if pretrain else "train", losses[-1][0])
+        if st["step"] % tc.eval_every and st["step"] != total:
             continue
-        tr, va = s.rows("train"), s.rows("valid")
-        if len(tr) < 2:
-            raise InputError(data, f"{t} has {len(tr)} training signatures; need at least 2")
-        progress(f"fitting {t} on {len(tr)} genes")
-        model = fit_ridge(x[s.gene[tr]], s.values[tr], x[s.gene[va]], s.values[va])
-        tensors.update({f"{t}.{k}": torch.from_numpy(np.asarray(getattr(model, k)))
-                        for k in ("weight", "x_mean", "y_mean")})
-        summary[t] = {"alpha": model.alpha}
-        for split in ("valid", "test"):
-            rows = s.rows(split)
-            if len(rows):
-                truth = s.values[rows]
-                mean = np.broadcast_to(model.y_mean, truth.shape)
-                summary[t][split] = {"model": _scores(model.predict(x[s.gene[rows]]), truth, model.y_mean),
-                                     "mean": _scores(mean, truth, model.y_mean)}
-                if t in bundle.truth:  # synthetic data: the noise-free signal is the ceiling
-                    oracle = np.asarray(bundle.truth[t][s.gene[rows]])
-                    summary[t][split]["oracle"] = _scores(oracle, truth, model.y_mean)
-    run_id = new_run_id()
-    out = Path(out) if out is not None else runs_root() / run_id
-    with atomic_dir(out) as tmp:
-        torch.save(tensors, tmp / "model.pt")
-        run = {"format": RUN_FORMAT, "version": RUN_VERSION, "run_id": run_id, "created": time.time(),
-               "tnfast": __version__, "model": "ridge-embedding", "data": str(data),
-               "types": list(summary), "config": asdict(cfg), "metrics": summary}
-        (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
-    return out, summary
+        record = {"step": st["step"], "phase": "pretrain" if pretrain else "train",
+                  "epoch": max(st["step"] - n_pre, 0) * batch / len(s_genes),
+                  "train_loss": float(np.mean([x[0] for x in losses])),
+                  "recon_loss": float(np.mean([x[1] for x in losses]))}
+        sigs = [x[2] for x in losses if x[2] is not None]
+        if sigs:
+            record["signature_loss"] = float(np.mean(sigs))
+        losses = []
+        if not pretrain and valid.types:
+            v = _validate(model, graph, meas, valid, dev, tc.precision)
+            score = float(np.mean([m["pearson_delta"] for m in v.values()]))
+            record.update(valid_loss=float(np.mean([m["loss"] for m in v.values()])), valid=v, score=score)
+            if score > st["best_score"] + 1e-4:
+                st.update(best_score=score, best_step=st["step"], bad=0)
+                record["best"] = True
+                if rank == 0:
+                    _save(model.state_dict(), best_path)
+            else:
+                st["bad"] += 1
+                st["stopped"] = st["bad"] >= tc.patience
+            progress(f"step {st['step']}: valid PearsonΔ " + ", ".join(f"{t} {m['pearson_delta']:.3f}"
+                                                                          for t, m in v.items()))
+        record["elapsed_s"] = round(time.time() - t0, 1)
+        if rank == 0:
+            with open(metrics_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            rng = {"batch": gen_batch.get_state(), "recon": gen_recon.get_state(), "torch": torch.get_rng_state()}
+            if dev.type == "cuda":
+                rng["cuda"] = torch.cuda.get_rng_state(dev)
+            _save({"model": model.state_dict(), "optim": opt.state_dict(), "rng": rng, **st}, ckpt_path)
+
+    if st["best_step"] < 0 and rank == 0:  # no validation split (or no joint step): keep the last weights
+        _save(model.state_dict(), best_path)
+    barrier()
+    model.load_state_dict(_load(best_path, dev))
+    progress(f"best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f}); scoring valid and test")
+    summary = summarize(model, graph, bundle, meas, types, dev, tc.precision)
+    if rank == 0:
+        with atomic_file(run_dir / "run.json") as tmp:
+            tmp.write_text(run_record(run_id, MODEL_KIND, data, types, cfg.to_dict(), summary,
+                                      dims=model.dims.to_dict(), best_step=st["best_step"], steps=st["step"]))
+        ckpt_path.unlink(missing_ok=True)
+    return run_dir, summary
 
 
-def load_model(run_dir: Path, run: dict) -> dict[str, Ridge]:
-    """The per-type ridge models of a run."""
-    try:
-        tensors = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    except Exception as e:  # a corrupt or foreign file: one line, not a traceback
-        raise InputError(run_dir / "model.pt", f"cannot load model weights ({type(e).__name__}: {e})") from None
-    models = {}
-    for t in run["types"]:
-        try:
-            w, xm, ym = (tensors[f"{t}.{k}"].numpy() for k in ("weight", "x_mean", "y_mean"))
-        except KeyError as e:
-            raise InputError(run_dir / "model.pt", f"missing tensor {e.args[0]}") from None
-        models[t] = Ridge(w, xm, ym, float(run["metrics"][t]["alpha"]))
-    return models
+def summarize(model: TranscriptionNet, graph: MultiplexGraph, bundle: Bundle, meas: Measurements,
+              types: list[str], device: torch.device, precision: str) -> dict:
+    """:func:`tnfast.runs.split_scores` of the model on valid and test (training measurements as inputs)."""
+    model.eval()
+    with torch.no_grad(), autocast(device, precision):
+        emb = model.encode(graph)
+
+        def predict(t: str, genes: np.ndarray) -> np.ndarray:
+            return model.predict_genes(emb, torch.from_numpy(genes.astype(np.int64)), meas)[:, TYPES.index(t)].cpu().numpy()
+
+        return split_scores(bundle, predict, types)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_dir
-from ..errors import InputError
+from ..errors import InputError, input_file
 from .csr import CSR
 from .tables import check_unique
 
@@ -121,10 +121,10 @@ def _write_column(path: Path, header: str, values: np.ndarray) -> None:
 
 
 def _read_column(path: Path, header: str) -> np.ndarray:
-    if not path.is_file():
+    if not path.exists():
         raise InputError(path, "missing (not a complete tnfast bundle)")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = Path(input_file(path, "a one-column table")).read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
         raise InputError(path, "not UTF-8 text") from None
     if not lines or lines[0] != header:
@@ -132,15 +132,23 @@ def _read_column(path: Path, header: str) -> np.ndarray:
     return np.asarray(lines[1:], dtype=str)
 
 
-def _npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+_KINDS = {"i": "integer", "f": "floating-point", "U": "text", "b": "boolean"}
+
+
+def _npz(path: Path, kinds: dict[str, str]) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz, each of one of the dtype kinds given (e.g. "iu": integers)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in keys if k not in z.files]
+        with np.load(input_file(path, "an .npz file of the bundle"), allow_pickle=False) as z:
+            missing = [k for k in kinds if k not in z.files]
             if missing:
                 raise InputError(path, f"missing arrays {missing}")
-            return {k: z[k] for k in keys}
+            arrays = {k: z[k] for k in kinds}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise InputError(path, f"not a readable .npz file ({e})") from None
+    for k, a in arrays.items():
+        if a.dtype.kind not in kinds[k]:
+            raise InputError(path, f"array {k!r} is {a.dtype}, expected {_KINDS[kinds[k][0]]} values")
+    return arrays
 
 
 def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
@@ -152,7 +160,7 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
     if not mpath.is_file():
         raise InputError(d, "no bundle.json: not a tnfast bundle, or an incomplete one")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest = json.loads(Path(input_file(mpath, "the bundle's JSON manifest")).read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise InputError(mpath, "not UTF-8 text (expected JSON)") from None
     except json.JSONDecodeError as e:
@@ -160,7 +168,7 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(mpath, f"expected \"format\": \"{FORMAT}\"")
     version = manifest.get("version")
-    if not isinstance(version, int) or version > VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VERSION:
         raise InputError(mpath, f"bundle format version {version!r}; this tnfast reads up to "
                                 f"{VERSION} (upgrade tnfast)")
     genes = _read_column(d / "genes.tsv", "gene_id")
@@ -169,33 +177,38 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
     check_unique(d / "landmarks.tsv", landmarks, "landmark id")
     n, n_lm = len(genes), len(landmarks)
     networks = {}
-    for name in manifest.get("layers", []):
+    for name in _names(manifest, "layers", mpath):
         p = _safe_child(d, "networks", f"{name}.npz")
-        a = _npz(p, ("indptr", "indices", "weights"))
+        a = _npz(p, {"indptr": "iu", "indices": "iu", "weights": "fiu"})
+        if any(x.ndim != 1 for x in a.values()):
+            raise InputError(p, "expected 1-D arrays indptr, indices and weights")
         csr = CSR(a["indptr"].astype(np.int64), a["indices"].astype(np.int32),
                   a["weights"].astype(np.float32))
         if csr.n != n or csr.indptr[-1] != len(csr.indices) or len(csr.weights) != len(csr.indices):
             raise InputError(p, f"CSR shape does not match the {n} genes of the bundle")
-        if (np.diff(csr.indptr) < 0).any():
-            raise InputError(p, "indptr is not non-decreasing (corrupt CSR)")
+        if csr.indptr[0] != 0 or (np.diff(csr.indptr) < 0).any():
+            raise InputError(p, "indptr does not start at 0 or is not non-decreasing (corrupt CSR)")
         if len(csr.indices) and (csr.indices.min() < 0 or csr.indices.max() >= n):
             raise InputError(p, "column index out of range")
         networks[name] = csr
     features = None
-    if manifest.get("features"):
+    n_features = manifest.get("features", 0)
+    if not isinstance(n_features, int) or n_features < 0:
+        raise InputError(mpath, f"'features' must be a count of features, found {n_features!r}")
+    if n_features:
         p = d / "features.npz"
-        a = _npz(p, ("values", "present", "names"))
-        if a["values"].shape[0] != n or a["present"].shape != (n,):
+        a = _npz(p, {"values": "fiu", "present": "b", "names": "U"})
+        if a["values"].ndim != 2 or a["values"].shape[0] != n or a["present"].shape != (n,):
             raise InputError(p, f"expected {n} rows, one per gene")
         features = Features(a["values"].astype(np.float32), a["present"].astype(bool), a["names"])
     signatures = {}
-    for t in manifest.get("types", []):
+    for t in _names(manifest, "types", mpath):
         if t not in TYPES:
             raise InputError(mpath, f"unknown perturbation type {t!r}; expected one of {TYPES}")
         p = d / "signatures" / f"{t}.npz"
-        a = _npz(p, ("gene", "values", "split"))
+        a = _npz(p, {"gene": "iu", "values": "fiu", "split": "U"})
         s = Signatures(a["gene"].astype(np.int32), a["values"].astype(np.float32), a["split"])
-        if s.values.ndim != 2 or s.values.shape != (len(s.gene), n_lm) or s.split.shape != s.gene.shape:
+        if s.gene.ndim != 1 or s.values.ndim != 2 or s.values.shape != (len(s.gene), n_lm) or s.split.shape != s.gene.shape:
             raise InputError(p, f"expected values of shape (n, {n_lm}) with one gene and split per row")
         if len(s.gene) and (s.gene.min() < 0 or s.gene.max() >= n):
             raise InputError(p, "gene index out of range")
@@ -205,10 +218,10 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
         signatures[t] = s
     truth_arrays = {}
     if truth:
-        for t in manifest.get("truth", []):
+        for t in _names(manifest, "truth", mpath):
             p = _safe_child(d, "truth", f"{t}.npy")
             try:
-                arr = np.load(p, mmap_mode="r", allow_pickle=False)
+                arr = np.load(input_file(p, "an .npy file of the bundle"), mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as e:
                 raise InputError(p, f"not a readable .npy file ({e})") from None
             if arr.shape != (n, n_lm):
@@ -218,6 +231,14 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
             if k not in ("format", "version", "n_genes", "n_landmarks", "layers", "types",
                          "features", "truth")}
     return Bundle(genes, landmarks, networks, features, signatures, truth_arrays, meta)
+
+
+def _names(manifest: dict, key: str, mpath: Path) -> list[str]:
+    """A manifest field that lists names (layers, types): a list of non-empty strings."""
+    names = manifest.get(key, [])
+    if not isinstance(names, list) or not all(isinstance(x, str) and x for x in names):
+        raise InputError(mpath, f"{key!r} must be a list of names, found {json.dumps(names)[:60]}")
+    return names
 
 
 def _safe_child(root: Path, sub: str, name: str) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 
 
 class CSR(NamedTuple):
@@ -31,7 +30,10 @@ class CSR(NamedTuple):
     def degrees(self) -> np.ndarray:
         return np.diff(self.indptr)
 
-    def to_scipy(self) -> sp.csr_matrix:
+    def to_scipy(self):
+        """As a scipy.sparse.csr_matrix (imported here: every command loads bundles, few need scipy)."""
+        import scipy.sparse as sp
+
         return sp.csr_matrix((self.weights, self.indices, self.indptr), shape=(self.n, self.n))
 
 

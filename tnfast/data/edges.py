@@ -46,12 +46,16 @@ def read_edge_list(
         raise InputError(path, f"expected 2 or 3 columns (gene, gene[, weight]), found {width}",
                          place=f"line {rows[0][0]}")
     first = rows[0][1]
-    if {f.lower() for f in first} & _HEADER_WORDS or (width == 3 and not is_number(first[2])):
+    # Both names must be header words: 'SRC YES1' is an edge between two genes, 'source target' a header.
+    if {first[0].lower(), first[1].lower()} <= _HEADER_WORDS or (width == 3 and not is_number(first[2])):
         rows = rows[1:]
     if not rows:
         raise InputError(path, "has no edges")
     a = np.array([r[0] for _, r in rows], dtype=str)
     b = np.array([r[1] for _, r in rows], dtype=str)
+    empty = np.flatnonzero((a == "") | (b == ""))
+    if len(empty):
+        raise InputError(path, "empty gene id (expected gene, gene[, weight])", place=f"line {rows[empty[0]][0]}")
     if width == 3:
         w = parse_floats(path, rows, None, start=2)[:, 0]
         bad = np.flatnonzero(w <= 0)

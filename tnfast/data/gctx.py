@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_file
-from ..errors import InputError
+from ..errors import InputError, input_file
 
 __all__ = ["GCT", "read_gctx", "write_gctx"]
 
@@ -40,6 +41,10 @@ COL_META = "/0/META/COL"
 # A column subset is read in slabs of at most this many bytes: one HDF5 call per run of nearby
 # columns instead of one hyperslab per column (h5py's fancy indexing is slow for long lists).
 _SLAB_BYTES = 8 << 20
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # at offset 0 unless the file has a user block
+# What h5py raises for a damaged file: OSError mostly, RuntimeError or KeyError/ValueError when a
+# damaged object header or attribute message is decoded.
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
 
 
 @dataclass(eq=False)  # field-wise == on arrays is ambiguous; compare the fields explicitly
@@ -55,22 +60,36 @@ class GCT:
 
 def read_gctx(path: str | os.PathLike, cids: Sequence[str] | None = None) -> GCT:
     """Read a GCTX file; with ``cids``, only those columns, in the order given."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise InputError(path, "is a directory, expected a GCTX file")
-    if not os.path.isfile(path):
-        raise InputError(path, "no such file")
     if isinstance(cids, str | bytes):
         raise TypeError("cids must be a sequence of column ids, not a single string")
+    path = input_file(path, "a GCTX file")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not head:
+        raise InputError(path, "is empty (0 bytes), expected a GCTX file")
     try:
         f = h5py.File(path, "r")
-    except OSError as e:
-        raise InputError(path, f"not a readable HDF5/GCTX file (corrupt or truncated?): {e}") from None
+    except _H5_ERRORS as e:
+        sizes = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(e))
+        if sizes:
+            raise InputError(path, f"truncated HDF5/GCTX file: {int(sizes[1]):,} of its {int(sizes[2]):,} bytes "
+                                   "(an interrupted download or copy?)") from None
+        hint = " (corrupt or truncated?)" if head == _HDF5_MAGIC else ""
+        raise InputError(path, f"not a readable HDF5/GCTX file{hint}: {_h5_reason(e)}") from None
     try:
         with f:
             return _read(path, f, cids)
-    except OSError as e:  # a damaged chunk only shows when it is read
-        raise InputError(path, f"HDF5 read failed: {e}") from None
+    except _H5_ERRORS as e:  # damaged metadata or chunks only show when they are read
+        raise InputError(path, f"HDF5 read failed (corrupt or truncated?): {_h5_reason(e)}") from None
+
+
+def _h5_reason(e: Exception) -> str:
+    """HDF5's own words, without the repeated file name and flags: 'truncated file: eof = 1000, ...'."""
+    msg = str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+    inner = re.search(r"\((.*)\)\s*$", msg)
+    reason = inner.group(1) if inner else msg
+    reason = re.sub(r"\s*name = '[^']*',?", "", reason)
+    return re.sub(r"\s+", " ", reason).strip(" ,")
 
 
 def _read(path: str, f: h5py.File, cids: Sequence[str] | None) -> GCT:
@@ -212,11 +231,6 @@ def gctx_writer(path: str | os.PathLike, row_ids, col_ids, row_meta: dict | None
     path = os.fspath(path)
     n_rows, n_cols = shape if shape is not None else (len(row_ids), len(col_ids))
     row_ids, col_ids, row_meta, col_meta = _checked(n_rows, n_cols, row_ids, col_ids, row_meta or {}, col_meta or {})
-    if os.path.isdir(path):
-        raise InputError(path, "is a directory; cannot write a GCTX file there")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise InputError(path, f"output directory {directory} does not exist")
     with atomic_file(path) as tmp, h5py.File(tmp, "w-") as f:
         f.attrs["version"] = np.bytes_(VERSION.encode())
         # Contiguous and uncompressed: gzip saves under 10% on L1000 floats (measured on the

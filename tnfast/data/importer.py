@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..atomic import check_output
+from ..errors import InputError, input_file
 from .bundle import PERT_TYPE_CODES, SPLITS, TYPES, Bundle, Features, Signatures
 from .csr import build_csr
 from .edges import EdgeList, read_edge_list, read_id_map
@@ -67,18 +68,27 @@ def read_signature_file(path: str | os.PathLike, ptype: str | None = None,
         if "pr_gene_id" in g.row_meta and not all(x.isdigit() for x in landmarks.tolist()):
             # Older CMap files key rows by Affymetrix probe; the landmark's Entrez id is metadata.
             landmarks = np.array([_gene_id(x) for x in g.row_meta["pr_gene_id"].tolist()], dtype=str)
-        col_ids = g.col_ids
+        places, gene_source = [f"column {c}" for c in g.col_ids.tolist()], gene_field
     else:
         if ptype is None:
             raise InputError(p, "a TSV/CSV signature matrix needs --type RNAi|CRISPR|OE")
         genes, landmarks, values = read_matrix(p, unique=False)
         landmarks = np.array(landmarks, dtype=str)
         types = np.full(len(genes), ptype)
-        col_ids = genes
-    bad = ~np.isfinite(values).all(axis=1) & np.isin(types, TYPES)
-    if bad.any():
-        raise InputError(p, "NaN or infinite values in the signature", place=f"column {col_ids[np.flatnonzero(bad)[0]]}")
+        places, gene_source = [f"data row {i + 1}" for i in range(len(genes))], "the first column"
+    if not len(landmarks):
+        raise InputError(p, "no landmark rows (expected the landmark genes' values of each signature)")
     check_unique(p, landmarks, "landmark id")
+    genetic = np.isin(types, TYPES)
+    no_gene = genetic & np.isin(genes, _NO_GENE)
+    if no_gene.any():
+        i = np.flatnonzero(no_gene)[0]
+        raise InputError(p, f"no perturbed gene id in {gene_source} ({str(genes[i])!r}; expected an Entrez id)",
+                         place=places[i])
+    bad = ~np.isfinite(values) & genetic[:, None]
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise InputError(p, f"NaN or infinite value ({values[i, j]}) at landmark {landmarks[j]}", place=places[i])
     out = []
     for t in TYPES:
         rows = np.flatnonzero(types == t)
@@ -87,6 +97,10 @@ def read_signature_file(path: str | os.PathLike, ptype: str | None = None,
     if not out:
         raise InputError(p, "no genetic perturbation signatures (pert_type trt_sh, trt_xpr or trt_oe)")
     return out
+
+
+# Gene ids that name no gene: empty, NaN, and CMap's marker of missing metadata.
+_NO_GENE = ["", "nan", "NaN", "-666", "-666.0"]
 
 
 def _gene_id(x) -> str:
@@ -104,7 +118,7 @@ def read_features(path: str | os.PathLike, genes_file: str | os.PathLike | None 
         if genes_file is None:
             raise InputError(p, "a .npy feature matrix needs --feature-genes FILE listing its rows")
         try:
-            values = np.load(p, allow_pickle=False)
+            values = np.load(input_file(p, "a .npy array"), allow_pickle=False)
         except (OSError, ValueError) as e:
             raise InputError(p, f"not a readable .npy array ({e})") from None
         ids = read_id_list(genes_file)
@@ -161,6 +175,9 @@ def import_bundle(
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(out, "already exists (pass --overwrite to replace it)")
+    check_output(out, directory=True)  # before reading anything: a wrong --out fails at once
+    if not 0 <= max_unknown <= 1:
+        raise InputError("--max-unknown", f"must be a fraction between 0 and 1, got {max_unknown}")
     if not (signatures or features or edges or orgdb):
         raise InputError("tnfast data import", "nothing to import: give --signatures, --features, --edges or --orgdb")
     sources: list[str] = []

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import InputError
+from ..errors import InputError, input_file
 from .edges import EdgeList
 
 LAYERS = ("go-bp", "go-mf", "go-cc", "kegg", "pfam", "cytoband")
@@ -122,11 +122,7 @@ def _connect(path: str | os.PathLike) -> sqlite3.Connection:
     sqlite3 opens anything lazily and fails later with a vague message (or, for a truncated
     file, possibly not at all), so the header is checked here first.
     """
-    p = Path(path)
-    if not p.exists():
-        raise InputError(path, "file not found (expected org.Hs.eg.sqlite from org.Hs.eg.db)")
-    if p.is_dir():
-        raise InputError(path, "is a directory, expected the org.Hs.eg.sqlite file")
+    p = Path(input_file(path, "org.Hs.eg.sqlite from org.Hs.eg.db"))
     try:
         size = p.stat().st_size
         with open(p, "rb") as f:

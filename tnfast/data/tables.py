@@ -9,28 +9,27 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, input_file
 
 
 def open_text(path: str | os.PathLike) -> str:
     """The whole text of a (possibly gzipped) file, with clear errors for the usual mistakes."""
-    p = Path(path)
-    if p.is_dir():
-        raise InputError(p, "is a directory, expected a file")
-    if not p.exists():
-        raise InputError(p, "no such file")
+    p = Path(input_file(path, "a text table"))
     try:
         if p.suffix == ".gz":
-            with gzip.open(p, "rt", encoding="utf-8") as f:
+            with gzip.open(p, "rt", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not data
                 return f.read()
-        return p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8-sig")
     except PermissionError:
-        raise InputError(p, "permission denied") from None
-    except (OSError, EOFError) as e:
+        raise InputError(p, "permission denied (cannot read it)") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise InputError(p, f"cannot read: not a valid gzip file, or a truncated one ({e})") from None
+    except OSError as e:
         raise InputError(p, f"cannot read ({e})") from None
     except UnicodeDecodeError as e:
         raise InputError(p, f"not UTF-8 text (byte {e.start}); expected a delimited text table") from None
@@ -92,10 +91,14 @@ def parse_floats(path: str | os.PathLike, rows: list[tuple[int, list[str]]], hea
                     raise InputError(path, f"expected a number, found {v!r}",
                                      place=f"line {lineno}, column {col}") from None
         raise
-    if not allow_nonfinite and not np.isfinite(values).all():
-        i, j = np.argwhere(~np.isfinite(values))[0]
+    bad = np.abs(values) > np.finfo(np.float32).max  # inf, and finite numbers float32 cannot hold
+    if not allow_nonfinite:
+        bad |= np.isnan(values)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
         col = header[j + start] if header else str(j + start + 1)
-        raise InputError(path, f"{values[i, j]} is not allowed (expected a finite number)",
+        what = "is not allowed" if not np.isfinite(values[i, j]) else "is out of the float32 range"
+        raise InputError(path, f"{values[i, j]} {what} (expected a finite number)",
                          place=f"line {rows[i][0]}, column {col}")
     return values.astype(np.float32)
 
@@ -154,6 +157,9 @@ def read_matrix(path: str | os.PathLike, id_column: str | None = None,
         header = [header[k]] + header[:k] + header[k + 1:]
         body = [(n, [r[k]] + r[:k] + r[k + 1:]) for n, r in body]
     ids = np.array([r[0] for _, r in body], dtype=str)
+    empty = np.flatnonzero(ids == "")
+    if len(empty):
+        raise InputError(path, f"empty {header[0]!r}", place=f"line {body[empty[0]][0]}")
     if unique:
         check_unique(path, ids, "id", [n for n, _ in body])
     return ids, header[1:], parse_floats(path, body, header)

@@ -89,7 +89,7 @@ class TranscriptionNet(nn.Module):
         self.encoder = MultiplexEncoder(config, dims.n_genes, dims.n_layers, dims.n_features, dims.n_structural)
         self.fundnn = FunDNN(config.embedding_dim, dims.n_landmarks, config.fundnn_hidden, config.dropout, n_types)
         self.gensan = GenSAN(dims.n_landmarks, config, n_types)
-        self.scaler = Scaler(dims.n_landmarks, n_types)
+        self.scaler = Scaler(dims.n_landmarks, n_types, config.scale_per_landmark)
 
     # ---- the three stages -----------------------------------------------------------------
     def encode(self, graph: MultiplexGraph) -> torch.Tensor:
@@ -188,3 +188,20 @@ class TranscriptionNet(nn.Module):
             ref = self.refine(guess[rows], torch.zeros(rows.numel(), t_n, dtype=torch.bool, device=dev))
             out[rows] = torch.where(need[rows][..., None], out[rows], ref)
         return self.scaler.inverse(out) if unscale else out
+
+    @torch.no_grad()
+    def predict_genes(self, emb: torch.Tensor, genes: torch.Tensor, measurements: Measurements | None = None,
+                      batch: int = 512) -> torch.Tensor:
+        """(n, T, L) float32 predictions of every type for gene indices ``genes`` (n,), in the
+        signatures' units, ``batch`` genes at a time. ``emb``: (N, E) from :meth:`encode`;
+        ``measurements``: what may serve as inputs for the other types (its gene's own target
+        never does, see :meth:`predict`); None: nothing measured."""
+        genes = genes.to(emb.device).long()
+        outs = []
+        for i in range(0, len(genes), batch):
+            g = genes[i:i + batch]
+            values, avail = measurements.gather(g) if measurements is not None else (None, None)
+            outs.append(self.predict(emb.index_select(0, g), values, avail).float())
+        if not outs:
+            return emb.new_zeros(0, len(TYPES), self.dims.n_landmarks, dtype=torch.float32)
+        return torch.cat(outs)

@@ -53,6 +53,10 @@ class ModelConfig:
     recycles: int = 3  # R: the same blocks applied R times, each pass fed the previous output
     # ---- loss -------------------------------------------------------------------------------
     beta: float = 0.1  # (1 - beta) MSE + beta (1 - Pearson)
+    # Scaled units: always centred on the training mean per landmark; divided by each landmark's
+    # own std (True) or by one pooled std per type (False), which keeps the landmarks' relative
+    # variance, so the loss weighs them as PearsonΔ in the signatures' units does.
+    scale_per_landmark: bool = True
 
     def __post_init__(self) -> None:
         ints_pos = ("gat_heads", "gat_head_dim", "fusion_dim", "embedding_dim", "recon_edges",

@@ -23,8 +23,9 @@ __all__ = ["Scaler"]
 class Scaler(nn.Module):
     """``z = (x - mean[t]) / std[t]`` per type t and landmark; buffers mean, std (T, L), fitted (T,)."""
 
-    def __init__(self, n_landmarks: int, n_types: int = len(TYPES)):
+    def __init__(self, n_landmarks: int, n_types: int = len(TYPES), per_landmark: bool = True):
         super().__init__()
+        self.per_landmark = per_landmark  # False: one pooled std per type (see ModelConfig.scale_per_landmark)
         self.register_buffer("mean", torch.zeros(n_types, n_landmarks))
         self.register_buffer("std", torch.ones(n_types, n_landmarks))
         self.register_buffer("fitted", torch.zeros(n_types, dtype=torch.bool))
@@ -41,6 +42,8 @@ class Scaler(nn.Module):
             if len(a) == 0:
                 continue
             mu, sd = a.mean(axis=0), a.std(axis=0)
+            if not self.per_landmark:
+                sd = np.full_like(sd, np.sqrt(np.mean(sd ** 2)))
             sd = np.where(sd > 1e-6, sd, 1.0)
             self.mean[ti] = torch.from_numpy(mu).to(self.mean)
             self.std[ti] = torch.from_numpy(sd).to(self.std)

@@ -1,0 +1,223 @@
+"""`tnfast train` with TranscriptionNet: run directory, metrics, checkpoints, resume after a kill,
+configuration, torchrun/DDP, and the trained run through infer and evaluate."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tnfast
+
+from tnfast.data.bundle import load_bundle
+from tnfast.data.synth import synthesize
+from tnfast.errors import InputError
+from tnfast.predict import ALL_SPLITS, load_predictor
+from tnfast.runs import read_run
+from tnfast.train import train
+from tnfast.train_config import TRAIN_PROFILES, resolve
+
+TINY = Path(__file__).parent / "data" / "tiny_model.toml"
+
+
+def _state(run_dir: Path) -> dict:
+    return torch.load(run_dir / "model.pt", weights_only=True)
+
+
+def _records(run_dir: Path) -> list[dict]:
+    # wall-clock time is the one field that may differ between two runs of the same config
+    return [{k: v for k, v in json.loads(ln).items() if k != "elapsed_s"}
+            for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("train")
+    synthesize("tiny", seed=2).save(d / "tiny")
+    return d / "tiny"
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny):
+    """A run trained through the real command line."""
+    d = tiny.parent
+    r = tnfast("train", "--data", tiny, "--out", d / "run", "--config", TINY, "--set", "train.steps=8", cwd=d)
+    assert r.returncode == 0, r.stderr
+    return d / "run", r
+
+
+def test_run_directory_contents(cli_run, tiny):
+    run_dir, r = cli_run
+    assert "TranscriptionNet" in r.stdout and "training mean" in r.stdout and "oracle" in r.stdout
+    assert {p.name for p in run_dir.iterdir()} == {"config.toml", "train.json", "metrics.jsonl", "model.pt", "run.json"}
+    run = read_run(run_dir)
+    assert run["model"] == "transcriptionnet" and run["types"] == ["RNAi", "CRISPR", "OE"]
+    assert run["config"]["train"]["steps"] == 8 and run["config"]["model"]["embedding_dim"] == 16
+    # the saved config.toml is the resolved config and reads back as --config
+    assert resolve(config=run_dir / "config.toml").to_dict() == run["config"]
+    state = _state(run_dir)  # weights_only: tensors only
+    assert all(isinstance(v, torch.Tensor) for v in state.values()) and "scaler.mean" in state
+    recs = _records(run_dir)
+    assert [r["step"] for r in recs] == list(range(2, 2 + 2 * len(recs), 2))
+    assert recs[0]["phase"] == "pretrain" and "valid" not in recs[0]
+    for rec in recs[1:]:
+        assert set(rec["valid"]) == {"RNAi", "CRISPR", "OE"}
+        for m in rec["valid"].values():
+            assert set(m) == {"n", "pcc", "pearson_delta", "mse", "loss"} and np.isfinite(m["pearson_delta"])
+        assert rec["score"] == pytest.approx(np.mean([m["pearson_delta"] for m in rec["valid"].values()]))
+    best = [rec for rec in recs if rec.get("best")]
+    assert best and best[-1]["step"] == run["best_step"]
+    # the summary is the best checkpoint's: its valid PearsonΔ is the best record's
+    for t, m in best[-1]["valid"].items():
+        assert run["metrics"][t]["valid"]["model"]["pearson_delta"] == pytest.approx(m["pearson_delta"], abs=1e-6)
+
+
+def test_predictor_reproduces_the_run_summary(cli_run, tiny):
+    """The model reloaded from disk (load_predictor) gives the numbers training reported."""
+    from tnfast.metrics import pearson_delta
+
+    run_dir, _ = cli_run
+    run = read_run(run_dir)
+    p = load_predictor(run_dir)
+    b = p.bundle
+    for t in p.types:
+        s = b.signatures[t]
+        rows = s.rows("test")
+        mean = s.values[s.rows("train")].mean(axis=0)
+        got = pearson_delta(p.predict(t, s.gene[rows]), s.values[rows], mean).mean()
+        assert got == pytest.approx(run["metrics"][t]["test"]["model"]["pearson_delta"], abs=1e-5)
+    # other-type measurements as inputs (infer's setting) change the predictions of measured genes only
+    q = load_predictor(run_dir, b, inputs=ALL_SPLITS)
+    test_genes = np.unique(np.concatenate([b.signatures[t].gene[b.signatures[t].rows("test")] for t in p.types]))
+    unmeasured = np.setdiff1d(np.arange(b.n_genes), np.concatenate([s.gene for s in b.signatures.values()]))[:20]
+    assert not np.allclose(p.predict_types(p.types, test_genes), q.predict_types(p.types, test_genes))
+    np.testing.assert_array_equal(p.predict_types(p.types, unmeasured), q.predict_types(p.types, unmeasured))
+
+
+def test_infer_and_evaluate_a_transcriptionnet_run(cli_run, tiny):
+    import xarray as xr
+
+    run_dir, _ = cli_run
+    d = tiny.parent
+    r = tnfast("infer", "--run", run_dir, "--out", d / "preds.zarr", "--chunk", "64", cwd=d)
+    assert r.returncode == 0, r.stderr
+    ds = xr.open_zarr(d / "preds.zarr")
+    p = load_predictor(run_dir, inputs=ALL_SPLITS)
+    genes = np.arange(p.bundle.n_genes)
+    np.testing.assert_allclose(ds["predictions"].values, p.predict_types(["RNAi", "CRISPR", "OE"], genes),
+                               rtol=1e-5, atol=1e-6)
+    r = tnfast("evaluate", "--run", run_dir, "--json", d / "eval.json", cwd=d)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((d / "eval.json").read_text())
+    run = read_run(run_dir)
+    for t in ("RNAi", "CRISPR", "OE"):
+        got = doc["types"][t]["model"]["pearson_delta"]
+        assert got == pytest.approx(run["metrics"][t]["test"]["model"]["pearson_delta"], abs=1e-5)
+
+
+def test_resume_after_sigkill_gives_the_same_model(tiny, tmp_path):
+    """A real `tnfast train` killed with SIGKILL after its first checkpoint, resumed with --resume,
+    ends bit-identical to an uninterrupted run of the same config."""
+    args = ["--data", tiny, "--config", TINY, "--set", "train.patience=100"]
+    r = tnfast("train", *args, "--out", tmp_path / "whole", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    env = {**os.environ, "TNFAST_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.Popen([sys.executable, "-m", "tnfast", "train", *map(str, args), "--out", tmp_path / "cut"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (tmp_path / "cut" / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "run.json").exists(), "killed too late to test resuming"
+    r = tnfast("train", "--resume", "--out", tmp_path / "cut", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    a, b = _state(tmp_path / "whole"), _state(tmp_path / "cut")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _records(tmp_path / "whole") == _records(tmp_path / "cut")
+    assert read_run(tmp_path / "whole")["metrics"] == read_run(tmp_path / "cut")["metrics"]
+    # nothing left to resume
+    r = tnfast("train", "--resume", "--out", tmp_path / "cut", cwd=tmp_path)
+    assert r.returncode == 2 and "complete run" in r.stderr
+
+
+def test_same_seed_same_model_other_seed_differs(tiny, tmp_path):
+    cfg = resolve(config=TINY, sets=["train.steps=2", "train.pretrain_steps=1"])
+    train(tiny, tmp_path / "a", cfg)
+    train(tiny, tmp_path / "b", cfg)
+    train(tiny, tmp_path / "c", resolve(config=TINY, sets=["train.steps=2", "train.pretrain_steps=1"], seed=1))
+    a, b, c = (_state(tmp_path / x) for x in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_ddp_two_gloo_processes_match_one(tiny, tmp_path):
+    """torchrun with 2 CPU processes (gloo, DDP: each takes half of every batch) trains the same
+    model as 1 process, up to float summation order."""
+    sets = ["--set", "train.steps=4", "--set", "train.patience=100"]
+    r = tnfast("train", "--data", tiny, "--config", TINY, *sets, "--out", tmp_path / "one", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    env = {**os.environ, "TNFAST_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "tnfast", "train", "--data", str(tiny), "--config", str(TINY), *sets, "--out", str(tmp_path / "two")]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = _state(tmp_path / "one"), _state(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
+    assert read_run(tmp_path / "two")["best_step"] == read_run(tmp_path / "one")["best_step"]
+
+
+@pytest.mark.parametrize("args, where, what", [
+    (["--config", "{tmp}/bad.toml"], "bad.toml", "unknown [model] keys"),
+    (["--config", "{tmp}/broken.toml"], "broken.toml", "invalid TOML"),
+    (["--config", "{tmp}/nothere.toml"], "nothere.toml", "no such file"),
+    (["--set", "model.gat_heads=0"], "--set", "gat_heads must be an integer >= 1"),
+    (["--set", "train.nope=1"], "--set", "unknown [train] keys"),
+    (["--set", "gat_heads=2"], "--set", "expected model.KEY=VALUE"),
+    (["--profile", "huge"], "--profile", "unknown profile"),
+    (["--device", "cuda"], "--device", "no CUDA device"),
+    (["--resume", "--set", "train.lr=1"], "--resume", "saved data and config"),
+    (["--out", "{tmp}/taken"], "taken", "already exists"),
+])
+def test_bad_configuration_is_one_line(tiny, tmp_path, args, where, what):
+    if "--device" in args and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    (tmp_path / "bad.toml").write_text("[model]\ngat_head = 3\n")
+    (tmp_path / "broken.toml").write_text("[model\n")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    data = [] if "--resume" in args else ["--data", tiny]
+    r = tnfast("train", *data, *args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and where in lines[0] and what in lines[0], r.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_resolution_order(tmp_path):
+    (tmp_path / "c.toml").write_text('profile = "quick"\n[model]\ngat_heads = 3\n[train]\nlr = 0.01\n')
+    cfg = resolve(None, tmp_path / "c.toml", ["model.gat_heads=5", "train.batch_size=16"], seed=7)
+    assert cfg.profile == "quick"
+    assert (cfg.model.gat_heads, cfg.train.lr, cfg.train.batch_size, cfg.train.seed) == (5, 0.01, 16, 7)
+    assert cfg.model.embedding_dim == 128  # untouched: the quick profile's value
+    assert resolve("full").train == TRAIN_PROFILES["full"]
+    with pytest.raises(InputError, match="disagrees"):
+        resolve("full", tmp_path / "c.toml")
+
+
+def test_bundle_without_training_signatures_is_refused(tmp_path):
+    b = synthesize("tiny", seed=0)
+    for s in b.signatures.values():
+        s.split[:] = "test"
+    b.save(tmp_path / "b")
+    with pytest.raises(InputError, match="training signatures"):
+        train(tmp_path / "b", tmp_path / "run", resolve(config=TINY))
+    assert not (tmp_path / "run").exists()
+    assert load_bundle(tmp_path / "b").n_genes == 300
