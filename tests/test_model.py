@@ -446,6 +446,17 @@ def test_scaler_round_trip_and_fit_on_train_only(tmp_path):
     torch.testing.assert_close(v[a].mean(), torch.tensor(0.0), atol=1e-5, rtol=0)
 
 
+def test_pooled_scaler_keeps_the_landmarks_relative_variance():
+    b = small_bundle()
+    per, pooled = Scaler(N_LM).fit_bundle(b), Scaler(N_LM, per_landmark=False).fit_bundle(b)
+    tr = b.signatures["RNAi"].values[b.signatures["RNAi"].split == "train"].astype(np.float64)
+    torch.testing.assert_close(pooled.mean, per.mean)  # centring is the same
+    want = np.sqrt(tr.var(axis=0).mean())  # one std per type: the RMS of the landmark stds
+    np.testing.assert_allclose(pooled.std[0].numpy(), np.full(N_LM, want), rtol=1e-5)
+    z = pooled.transform(torch.from_numpy(tr).float(), torch.zeros(len(tr), dtype=torch.long))
+    np.testing.assert_allclose(z.std(0, unbiased=False).numpy(), tr.std(0) / want, rtol=1e-4, atol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------
 # training-level properties
 # ------------------------------------------------------------------------------------------
