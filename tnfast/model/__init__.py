@@ -90,6 +90,9 @@ class TranscriptionNet(nn.Module):
         self.fundnn = FunDNN(config.embedding_dim, dims.n_landmarks, config.fundnn_hidden, config.dropout, n_types)
         self.gensan = GenSAN(dims.n_landmarks, config, n_types)
         self.scaler = Scaler(dims.n_landmarks, n_types, config.scale_per_landmark)
+        # Per-type factor on the predicted deviation from the training mean (scaled units are
+        # centred on it), fitted on the valid split after training (tnfast.train): 1 = none.
+        self.register_buffer("shrink", torch.ones(n_types))
 
     # ---- the three stages -----------------------------------------------------------------
     def encode(self, graph: MultiplexGraph) -> torch.Tensor:
@@ -187,6 +190,7 @@ class TranscriptionNet(nn.Module):
         if rows.numel():
             ref = self.refine(guess[rows], torch.zeros(rows.numel(), t_n, dtype=torch.bool, device=dev))
             out[rows] = torch.where(need[rows][..., None], out[rows], ref)
+        out = out * self.shrink.to(out)[None, :, None]
         return self.scaler.inverse(out) if unscale else out
 
     @torch.no_grad()
