@@ -28,7 +28,7 @@ from .errors import InputError
 from .model import Measurements
 from .runs import latest_run, read_run
 from .train import MODEL_KIND as TRANSCRIPTIONNET
-from .train import autocast, build_model, resolve_device
+from .train import autocast, build_model, load_tensors, resolve_device
 from .train_config import from_dict
 from .train_ridge import MODEL_KIND as RIDGE
 from .train_ridge import load_ridge
@@ -78,10 +78,10 @@ def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence
     if model.dims.to_dict() != run.get("dims"):
         raise InputError(run_dir / "run.json", f"the model was trained on data of shape {run.get('dims')}; "
                                                f"the bundle {run['data']} now gives {model.dims.to_dict()}")
+    state = load_tensors(run_dir / "model.pt", dev)
     try:
-        state = torch.load(run_dir / "model.pt", map_location=dev, weights_only=True)
         model.load_state_dict(state)
-    except Exception as e:  # a corrupt or foreign file: one line, not a traceback
+    except (RuntimeError, TypeError) as e:  # not this model's weights (missing, extra or misshapen tensors)
         raise InputError(run_dir / "model.pt", f"cannot load model weights ({type(e).__name__}: {e})") from None
     model.eval()
     meas = Measurements.from_bundle(bundle, inputs, model.scaler).to(dev)

@@ -32,12 +32,35 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def latest_run() -> Path:
+def _newest(marker: str, complete: bool) -> Path | None:
+    """The run directory under the runs root holding ``marker`` (a JSON file with "created"),
+    complete (with run.json) or not, that was created last; None if there is none."""
     root = runs_root()
-    runs = sorted(p.parent for p in root.glob("*/run.json")) if root.is_dir() else []
-    if not runs:
-        raise InputError(root, "no complete run found; run `tnfast train` first or pass --run DIR")
-    return max(runs, key=lambda p: (json.loads((p / "run.json").read_text()).get("created", 0), p.name))
+    dirs = [p.parent for p in root.glob(f"*/{marker}")
+            if (p.parent / "run.json").exists() == complete] if root.is_dir() else []
+    return max(dirs, key=lambda d: (read_json(d / marker).get("created", 0), d.name), default=None)
+
+
+def latest_run() -> Path:
+    run = _newest("run.json", complete=True)
+    if run is None:
+        raise InputError(runs_root(), "no complete run found; run `tnfast train` first or pass --run DIR")
+    return run
+
+
+def latest_incomplete_run() -> Path:
+    """The newest run directory that started training (train.json) but has no run.json."""
+    run = _newest("train.json", complete=False)
+    if run is None:
+        raise InputError(runs_root(), "no interrupted run to resume; pass --out RUN_DIR")
+    return run
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(path, f"cannot read ({e})") from None
 
 
 def read_run(path: str | os.PathLike) -> dict:
@@ -56,7 +79,8 @@ def read_run(path: str | os.PathLike) -> dict:
     return run
 
 
-def _scores(pred: np.ndarray, truth: np.ndarray, mean: np.ndarray) -> dict:
+def signature_scores(pred: np.ndarray, truth: np.ndarray, mean: np.ndarray) -> dict:
+    """n, mean PCC, mean PearsonΔ (around ``mean``, the training mean) and MSE of (n, L) predictions."""
     return {"n": len(truth), "pcc": float(row_pearson(pred, truth).mean()),
             "pearson_delta": float(pearson_delta(pred, truth, mean).mean()),
             "mse": float(((pred - truth) ** 2).mean())}
@@ -77,10 +101,10 @@ def split_scores(bundle, predict: Callable[[str, np.ndarray], np.ndarray], types
             if not len(rows):
                 continue
             truth, genes = s.values[rows], s.gene[rows]
-            summary[t][split] = {"model": _scores(predict(t, genes), truth, mean),
-                                 "mean": _scores(np.broadcast_to(mean, truth.shape), truth, mean)}
+            summary[t][split] = {"model": signature_scores(predict(t, genes), truth, mean),
+                                 "mean": signature_scores(np.broadcast_to(mean, truth.shape), truth, mean)}
             if t in bundle.truth:
-                summary[t][split]["oracle"] = _scores(np.asarray(bundle.truth[t][genes]), truth, mean)
+                summary[t][split]["oracle"] = signature_scores(np.asarray(bundle.truth[t][genes]), truth, mean)
     return summary
 
 

@@ -43,9 +43,8 @@ from .atomic import atomic_file
 from .data.bundle import TYPES, Bundle, load_bundle
 from .distributed import barrier, broadcast, world
 from .errors import InputError
-from .metrics import pearson_delta, row_pearson
 from .model import Measurements, ModelDims, MultiplexGraph, TranscriptionNet, signature_loss, split_samples
-from .runs import new_run_id, run_record, runs_root, split_scores
+from .runs import latest_incomplete_run, new_run_id, read_json, run_record, runs_root, signature_scores, split_scores
 from .train_config import RunConfig, from_dict
 
 MODEL_KIND = "transcriptionnet"
@@ -101,13 +100,18 @@ class _Valid:
         return cls(torch.from_numpy(genes.astype(np.int64)), out)
 
 
+def _valid_predictions(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, valid: _Valid,
+                       device: torch.device, precision: str) -> torch.Tensor:
+    """(g, T, L) predictions (signature units, CPU) of the valid genes, as unmeasured genes."""
+    model.eval()
+    with torch.no_grad(), autocast(device, precision):
+        return model.predict_genes(model.encode(graph), valid.genes, meas).cpu()
+
+
 def _validate(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, valid: _Valid,
               device: torch.device, precision: str) -> dict:
     """Per type: n, PCC, PearsonΔ, MSE (signature units) and the scaled signature loss."""
-    model.eval()
-    with torch.no_grad(), autocast(device, precision):
-        emb = model.encode(graph)
-        pred = model.predict_genes(emb, valid.genes, meas).cpu()
+    pred = _valid_predictions(model, graph, meas, valid, device, precision)
     out = {}
     for t, (pos, truth, mean) in valid.types.items():
         ti = TYPES.index(t)
@@ -115,9 +119,7 @@ def _validate(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements
         tt = torch.full((len(pos),), ti, dtype=torch.long, device=device)
         loss = signature_loss(model.scaler.transform(torch.from_numpy(p).to(device), tt),
                               model.scaler.transform(torch.from_numpy(truth).to(device), tt), model.config.beta)
-        out[t] = {"n": len(pos), "pcc": float(row_pearson(p, truth).mean()),
-                  "pearson_delta": float(pearson_delta(p, truth, mean).mean()),
-                  "mse": float(((p - truth) ** 2).mean()), "loss": float(loss)}
+        out[t] = {**signature_scores(p, truth, mean), "loss": float(loss)}
     return out
 
 
@@ -126,27 +128,12 @@ def _save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _load(path: Path, device: torch.device):
+def load_tensors(path: Path, device: torch.device):
+    """``torch.load(weights_only=True)``; a truncated or foreign file is one line, not a traceback."""
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # truncated, foreign or not a checkpoint: one line
+    except Exception as e:
         raise InputError(path, f"cannot load ({type(e).__name__}: {e})") from None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(path, f"cannot read ({e})") from None
-
-
-def latest_incomplete_run() -> Path:
-    """The newest run directory under the runs root that started training but has no run.json."""
-    root = runs_root()
-    cands = [p.parent for p in root.glob("*/train.json") if not (p.parent / "run.json").exists()] if root.is_dir() else []
-    if not cands:
-        raise InputError(root, "no interrupted run to resume; pass --out RUN_DIR")
-    return max(cands, key=lambda p: (_read_json(p / "train.json").get("created", 0), p.name))
 
 
 def _resume_dir(out: Path | None) -> tuple[Path, Path, RunConfig, str]:
@@ -156,7 +143,7 @@ def _resume_dir(out: Path | None) -> tuple[Path, Path, RunConfig, str]:
         raise InputError(run_dir, "is a complete run; nothing to resume")
     if not (run_dir / "train.json").is_file():
         raise InputError(run_dir, "is not an interrupted tnfast run (no train.json); cannot resume")
-    meta = _read_json(run_dir / "train.json")
+    meta = read_json(run_dir / "train.json")
     return run_dir, Path(meta["data"]), from_dict(meta["config"], str(run_dir / "train.json")), meta["run_id"]
 
 
@@ -227,7 +214,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
 
     ckpt_path, metrics_path, best_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl", run_dir / "model.pt"
     if resume and ckpt_path.exists():
-        ck = _load(ckpt_path, dev)
+        ck = load_tensors(ckpt_path, dev)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         gen_batch.set_state(ck["rng"]["batch"])
@@ -321,7 +308,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     if st["best_step"] < 0 and rank == 0:  # no validation split (or no joint step): keep the last weights
         _save(model.state_dict(), best_path)
     barrier()
-    model.load_state_dict(_load(best_path, dev))
+    model.load_state_dict(load_tensors(best_path, dev))
     if valid.types:
         fit_shrinkage(model, graph, meas, valid, dev, tc.precision)
         if rank == 0:
@@ -345,14 +332,11 @@ def fit_shrinkage(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurem
     blind to it; PCC and MSE are not: a model that has learnt a little gene-specific signal
     and much noise (small data) is pulled back towards the mean, as ridge's penalty does."""
     model.shrink.fill_(1.0)
-    model.eval()
-    with autocast(device, precision):
-        emb = model.encode(graph)
-        pred = model.predict_genes(emb, valid.genes, meas)
+    pred = _valid_predictions(model, graph, meas, valid, device, precision).to(device)
     for t, (pos, truth, _) in valid.types.items():
         ti = TYPES.index(t)
         tt = torch.full((len(pos),), ti, dtype=torch.long, device=device)
-        p = model.scaler.transform(pred[torch.from_numpy(pos).to(device), ti].float(), tt)
+        p = model.scaler.transform(pred[torch.from_numpy(pos).to(device), ti], tt)
         y = model.scaler.transform(torch.from_numpy(truth).to(device), tt)
         den = float((p * p).sum())
         model.shrink[ti] = min(max(float((p * y).sum()) / den, 0.0), 1.0) if den > 0 else 1.0
