@@ -13,8 +13,8 @@ elements; a provider that fails the check is reported and not timed. Times are m
 ``repeats`` runs after ``warmup`` runs (CUDA events on a GPU, ``time.perf_counter`` on CPU); peak
 memory is ``torch.cuda.max_memory_allocated`` above the inputs (not measured on CPU).
 
-    python benchmarks/bench_attention.py --json benchmarks/results/attention_h100.json
-    python benchmarks/bench_attention.py --scale tiny --json /tmp/attention_cpu.json   # CPU smoke run
+    tnfast bench attention --scale full --json benchmarks/results/
+    python -m tnfast.benchmarks.bench_attention --scale tiny   # CPU smoke run
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import header, measure, rel_rms  # noqa: E402
+from tnfast.kernels import attention, attention_naive
 
-from tnfast.kernels import attention, attention_naive  # noqa: E402
+from .harness import header, measure, rel_rms
 
 SCALES = {
     # name: (B, warmup, repeats)
     "full": (256, 5, 30),
+    "small": (32, 2, 10),
     "tiny": (2, 1, 3),
 }
 COLUMN = [(h, 978, d) for d in (3, 8, 16) for h in (1, 4)]  # (H, L, D)

@@ -21,36 +21,37 @@ memory available. Achieved bandwidth (GPU only) counts the bytes an implementati
 least: per edge its index, the two attention terms and the source's H x D features; per row
 its output (forward); forward+backward counts three times the forward's bytes.
 
-    python benchmarks/bench_gat.py --scale full --json benchmarks/results/gat_<device>.json
-    python benchmarks/bench_gat.py --scale tiny                     # CPU smoke run
+    tnfast bench gat --scale full --json benchmarks/results/
+    python -m tnfast.benchmarks.bench_gat --scale tiny                # CPU smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import bandwidth_bound, header, measure, rel_rms, run_isolated  # noqa: E402
+from .harness import bandwidth_bound, csv, header, measure, rel_rms, run_worker, script_main
 
+MODULE = "tnfast.benchmarks.bench_gat"  # its workers run as python -m MODULE --worker ...
 PROVIDERS = ("tnfast_triton", "tnfast_reference", "pyg")
 MODES = ("fwd", "fwd_bwd")
 SHAPES = {  # scale -> [(shape name, synthetic scale, layers or None for all, H, D)]
     "tiny": [("multiplex", "tiny", None, 2, 8)],
     "small": [("multiplex", "small", None, 4, 64)],
-    "full": [("one layer", "full", ["disease"], 4, 64), ("multiplex", "full", None, 10, 64)],
+    "full": [("one layer", "full", ("disease",), 4, 64), ("multiplex", "full", None, 10, 64)],
 }
 RUNS = {"tiny": (1, 3), "small": (1, 5), "full": (1, 3)}  # (warmup, repeats)
 TOL = {torch.float32: 1e-4, torch.bfloat16: 3e-2}
 PYG_BYTES_PER_EHD = 4.5 * 4  # measured: PyG GATConv fwd+bwd peak per E x H x D element (fp32)
 
 
-def load_graph(synth_scale: str, layers: list[str] | None):
+@functools.lru_cache(maxsize=2)
+def load_graph(synth_scale: str, layers: tuple[str, ...] | None):
     """(indptr, indices, number of rows) of the stacked multiplex of the synthetic bundle."""
     from tnfast.data.bundle import load_bundle
     from tnfast.data.synth import default_bundle, synthesize
@@ -121,7 +122,9 @@ def worker(args) -> dict:
     return measure(step, *RUNS[args.scale], cuda)
 
 
-def available_bytes() -> float:
+def available_bytes(cuda: bool) -> float:
+    if cuda:
+        return float(torch.cuda.mem_get_info()[0])
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable"):
             return float(line.split()[1]) * 1024
@@ -134,7 +137,6 @@ def run_benchmark(scale: str = "tiny", device: str | None = None, dtypes: tuple[
     cuda = device == "cuda"
     dtypes = dtypes or (("float32", "bfloat16") if cuda else ("float32",))
     results = []
-    script = Path(__file__).resolve()
     for shape_i, (name, synth_scale, layers, heads, dim) in enumerate(SHAPES[scale]):
         indptr, indices, m = load_graph(synth_scale, layers)
         edges = int(indptr[-1])
@@ -149,19 +151,19 @@ def run_benchmark(scale: str = "tiny", device: str | None = None, dtypes: tuple[
                     need = PYG_BYTES_PER_EHD * edges * heads * dim
                     if prov == "tnfast_triton" and not cuda:
                         row["status"] = "skipped: needs CUDA"
-                    elif prov == "pyg" and not cuda and need > 0.8 * available_bytes():
-                        row["status"] = f"skipped: needs ~{need / 2**30:.0f} GiB, {available_bytes() / 2**30:.0f} GiB available"
+                    elif prov == "pyg" and need > 0.8 * available_bytes(cuda):
+                        row["status"] = f"skipped: needs ~{need / 2**30:.0f} GiB, {available_bytes(cuda) / 2**30:.0f} GiB available"
                     else:
                         common = ["--worker", "--scale", scale, "--shape", str(shape_i), "--provider", prov,
                                   "--mode", mode, "--dtype", dtype, "--device", device]
-                        checked = run_isolated(script, [*common, "--task", "check"])
+                        checked = run_worker(MODULE, [*common, "--task", "check"], cuda)
                         if "max_rel_rms" not in checked:
                             row["status"] = checked["status"]
                         elif not checked["max_rel_rms"] <= TOL[getattr(torch, dtype)]:
                             row["status"] = f"check failed: rel RMS {checked['max_rel_rms']:.2e}"
                         else:
                             row["max_rel_rms"] = checked["max_rel_rms"]
-                            row.update(run_isolated(script, [*common, "--task", "time"]))
+                            row.update(run_worker(MODULE, [*common, "--task", "time"], cuda))
                     bound = bandwidth_bound(cuda)
                     if row["median_ms"] and cuda:
                         moved = fwd_bytes * (3 if mode == "fwd_bwd" else 1)
@@ -189,30 +191,26 @@ def fmt(row: dict) -> str:
             f"{row['mode']:7s} {row['provider']:16s} {ms}{mem}{sp}{mr}{st}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=sorted(SHAPES), default="tiny")
     ap.add_argument("--device", choices=("cpu", "cuda"), default=None)
     ap.add_argument("--dtype", default=None, help="comma-separated float32,bfloat16")
     ap.add_argument("--providers", default=",".join(PROVIDERS))
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", default=None)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--task", choices=("check", "time"), help=argparse.SUPPRESS)
     ap.add_argument("--shape", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--provider", help=argparse.SUPPRESS)
     ap.add_argument("--mode", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(args)))
-        return 0
-    split = lambda s: tuple(x for x in s.split(",") if x)  # noqa: E731
-    report = run_benchmark(args.scale, args.device, split(args.dtype) if args.dtype else None,
-                           split(args.providers), split(args.modes))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 1 if any(r["status"].startswith(("check failed", "error")) for r in report["results"]) else 0
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return script_main(args, worker, lambda: run_benchmark(args.scale, args.device, csv(args.dtype) if args.dtype else None,
+                                                           csv(args.providers), csv(args.modes)))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ through /proc/self/clear_refs). CPU providers still run in fresh subprocesses
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -26,6 +28,9 @@ BANDWIDTH = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
 
 
 def git_commit() -> str | None:
+    """The checkout's HEAD; ``$TNFAST_GIT_COMMIT`` names it for a copy of the tree without .git."""
+    if os.environ.get("TNFAST_GIT_COMMIT"):
+        return os.environ["TNFAST_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
                              capture_output=True, text=True, timeout=10, check=True)
@@ -127,11 +132,50 @@ def measure(step: Callable[[], object], warmup: int, repeats: int, cuda: bool) -
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "peak_mib": peak}
 
 
-def run_isolated(script: Path, args: list[str], timeout: float = 3600) -> dict:
-    """Run ``script --worker ...`` in a fresh Python process and return the JSON it prints last."""
-    r = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout)
+def run_isolated(module: str, args: list[str], timeout: float = 3600) -> dict:
+    """Run ``python -m module ARGS`` (a benchmark's worker) in a fresh process; the JSON it prints last."""
+    r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout)
     lines = [x for x in r.stdout.splitlines() if x.startswith("{")]
     if r.returncode != 0 or not lines:
         tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
         return {"status": f"error: worker exited {r.returncode}: {tail[:300]}"}
     return json.loads(lines[-1])
+
+
+def run_worker(module: str, args: list[str], cuda: bool) -> dict:
+    """A benchmark's worker (``module.worker(module.parser().parse_args(args))``) as one row's result.
+
+    On CPU it runs in a fresh process (:func:`run_isolated`), so peak RSS is the provider's own.
+    On CUDA it runs in this process: the allocator's peak counter is reset per measurement, so
+    isolation buys nothing, and the loaded data is reused. An exception (an out-of-memory, a
+    compile error) becomes the row's status instead of ending the benchmark.
+    """
+    if not cuda:
+        return run_isolated(module, args)
+    mod = importlib.import_module(module)
+    try:
+        return mod.worker(mod.parser().parse_args(args))
+    except Exception as exc:  # noqa: BLE001 - reported in the row, the other providers still run
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        return {"status": f"error: {type(exc).__name__}: {first}"}
+    finally:
+        torch.cuda.empty_cache()
+
+
+def csv(text: str) -> tuple[str, ...]:
+    """'a,b,' -> ('a', 'b'): the comma-separated options of the benchmark scripts."""
+    return tuple(x for x in text.split(",") if x)
+
+
+def script_main(args, worker: Callable | None, benchmark: Callable[[], dict]) -> int:
+    """A benchmark's ``python -m`` entry: with ``--worker`` one worker's JSON line, else the whole
+    benchmark, its report written to ``--json``; exit 1 if a provider failed its check or errored."""
+    if worker is not None and args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    report = benchmark()
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if any(r["status"].startswith(("check failed", "error")) for r in report["results"]) else 0

@@ -315,6 +315,32 @@ def evaluate_cmd(
         out.print(f"report: {path / 'index.html'}")
 
 
+@app.command("bench")
+def bench_cmd(
+    which: Annotated[str, typer.Argument(help="gat, attention, train, infer or all.")] = "all",
+    scale: Annotated[str, typer.Option(help="tiny (a smoke run), small or full (genome scale).")] = "small",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the report here; a directory gets DEVICE-DATE.json.")] = None,
+) -> None:
+    """Measure tnfast side by side with the peers users would otherwise run (PyG, torch SDPA, the paper's setup)."""
+    from .benchmarks import suite
+    from .train import resolve_device
+
+    if which not in (*suite.BENCHMARKS, "all"):
+        raise InputError("bench", f"expected one of {', '.join(suite.BENCHMARKS)} or all, got {which!r}")
+    if scale not in suite.SCALES:
+        raise InputError("--scale", f"expected one of {', '.join(suite.SCALES)}, got {scale!r}")
+    dev = resolve_device(device).type
+    report = suite.run(which, scale, dev, log=lambda line: out.print(escape(line), highlight=False, soft_wrap=True))
+    if json_file is not None:
+        out.print(f"json: {suite.write(report, json_file)}")
+    bad = suite.failures(report)
+    if bad:
+        for line in bad:
+            err.print(f"[red]failed:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console entry: bad input is one line on stderr and exit code 2 (a traceback only with --debug).
 

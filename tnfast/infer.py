@@ -10,27 +10,36 @@ is set only after prediction chunk k is written, so after a SIGKILL at any momen
 marked done is whole; ``--resume`` recomputes the others. ``complete`` turns true, and the
 metadata is consolidated, only when every chunk is done. Under torchrun each rank writes a
 disjoint, contiguous block of chunks of the same store.
+
+Start-up cost (the whole-genome command is a few seconds of prediction on a GPU, so the fixed
+costs matter): this module imports neither torch nor zarr at import time. :func:`infer` first
+starts reading the bundle and computing the graph's structural inputs on a thread (numpy and
+scipy only, mostly without the GIL), then imports torch, which takes seconds; CUDA starts on
+another thread meanwhile (:func:`tnfast.predict.warm_device`). Chunks are written by a few
+threads while the next ones are predicted.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import threading
 import warnings
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from . import __version__
-from .data.bundle import load_bundle
-from .distributed import barrier, my_range, world
+from .data.bundle import Bundle, load_bundle
 from .errors import InputError
 from .preds import STORE_FORMAT, STORE_VERSION, gene_positions, parse_types  # noqa: F401 (re-exported)
 from .preds import labels as coord_labels
 from .runs import latest_run, read_run
-from .predict import ALL_SPLITS, load_predictor
+
+WRITERS = 4  # chunk writes in flight while the next chunks are predicted
 
 
 def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: list[str] | None = None,
@@ -40,7 +49,9 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
     """Write predictions for the run's genes (all, or those listed in ``genes``) to the Zarr store ``out``.
 
     Every measured signature of the bundle may serve as an input for the gene's other types
-    (:mod:`tnfast.predict`); ``device``: auto, cpu or cuda."""
+    (:mod:`tnfast.predict`); ``device``: auto, cpu or cuda. ``progress(done, total)`` is called
+    as each chunk is stored, from the thread that wrote it (one call at a time), and once more
+    at the end."""
     out = Path(out)
     if chunk < 1:
         raise InputError("--chunk", f"must be >= 1, got {chunk}")
@@ -50,7 +61,15 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
     missing = [t for t in types if t not in meta["types"]]
     if missing:
         raise InputError(run_dir, f"the run has no model for {', '.join(missing)} (it has {', '.join(meta['types'])})")
-    bundle = load_bundle(meta["data"], truth=False)
+    prefetch = _Prefetch(meta)  # the bundle and structural inputs, while torch is imported
+    from .distributed import barrier, my_range, world
+    from .predict import ALL_SPLITS, RIDGE, load_predictor, warm_device
+
+    if meta.get("model") != RIDGE:
+        warm_device(device)  # CUDA starts on a thread too, while zarr is imported
+    import zarr
+
+    bundle = prefetch.bundle()
     idx = np.arange(bundle.n_genes) if genes is None else gene_positions(genes, bundle.genes, f"run {meta['run_id']}")
     labels = {"perturbation": np.array(types), "gene": bundle.genes[idx], "landmark": bundle.landmarks}
     n_chunks = -(-len(idx) // chunk)
@@ -67,12 +86,31 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
     if todo:
         predictor = load_predictor(run_dir, bundle, inputs=ALL_SPLITS, device=device)
     finished = int(have.sum())
-    for k in todo:
-        rows = idx[k * chunk:(k + 1) * chunk]
-        pred[:, k * chunk:k * chunk + len(rows)] = predictor.predict_types(types, rows)
+    lock = threading.Lock()
+
+    def write(k: int, values: np.ndarray) -> None:
+        nonlocal finished
+        pred[:, k * chunk:k * chunk + values.shape[1]] = values
         done[k] = 1  # after the chunk itself: a chunk marked done is whole
-        finished += 1
-        progress(finished, n_chunks)
+        with lock:
+            finished += 1
+            progress(finished, n_chunks)
+
+    # Chunks are compressed and written by a few threads while the next chunks are predicted
+    # (zstd and file writes release the GIL): on a GPU the writes would otherwise cost more
+    # than the predictions. At most `writers` chunks wait for their write, so memory stays
+    # bounded by the chunk size; each chunk's own write-then-mark order is kept. A write
+    # error is raised here, at the latest once every submitted write has ended.
+    writers = max(1, min(WRITERS, len(todo)))
+    with ThreadPoolExecutor(writers, thread_name_prefix="tnfast-infer-write") as pool:
+        pending: deque = deque()
+        for k in todo:
+            values = predictor.predict_types(types, idx[k * chunk:(k + 1) * chunk])
+            while len(pending) >= writers:
+                pending.popleft().result()
+            pending.append(pool.submit(write, k, values))
+        while pending:
+            pending.popleft().result()
     barrier()
     if rank == 0:
         if not done[:].all():
@@ -86,8 +124,52 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
     return out
 
 
+class _Prefetch:
+    """The run's bundle read on a thread, then (TranscriptionNet runs) its structural inputs
+    computed there (:meth:`Bundle.structural_inputs`, memoised on the bundle, where the graph
+    picks them up): torch-free work that runs while the main thread imports torch."""
+
+    def __init__(self, meta: dict):
+        self._bundle: Future = Future()
+        threading.Thread(target=self._run, args=(meta,), name="tnfast-infer-prefetch", daemon=True).start()
+
+    def bundle(self) -> Bundle:
+        return self._bundle.result()  # load_bundle's own error, if it failed
+
+    def _run(self, meta: dict) -> None:
+        try:
+            bundle = load_bundle(meta["data"], truth=False)
+        except BaseException as e:  # noqa: BLE001 (raised in the main thread)
+            self._bundle.set_exception(e)
+            return
+        self._bundle.set_result(bundle)
+        args = _structural_args(meta)
+        if args is not None and bundle.networks:
+            try:
+                bundle.structural_inputs(*args)
+            except Exception:  # noqa: BLE001 (not kept: the graph computes, and reports, it itself)
+                pass
+
+
+def _structural_args(meta: dict) -> tuple | None:
+    """(dim, hops, seed, use_edge_weights) of the graph a TranscriptionNet run's model takes
+    (what train.build_model passes to MultiplexGraph.for_model), read from run.json without
+    importing torch; None when the run has none or the record is not plainly readable (then
+    nothing is precomputed: the graph computes what it needs itself)."""
+    try:
+        m, t = meta["config"]["model"], meta["config"]["train"]
+        dim, hops, seed, weights = m["structural_dim"], m["structural_hops"], t["seed"], m["use_edge_weights"]
+    except (KeyError, TypeError):
+        return None
+    if not all(type(v) is int for v in (dim, hops, seed)) or type(weights) is not bool or dim <= 0 or hops < 0:
+        return None
+    return dim, hops, seed, weights
+
+
 def _check_store(out: Path, run_id: str, labels: dict, chunk: int, overwrite: bool, resume: bool) -> bool:
     """Decide, identically on every rank, whether to start a new store (True) or continue one."""
+    import zarr
+
     if not out.exists():
         return True
     if not (out / "zarr.json").is_file():
@@ -111,6 +193,8 @@ def _check_store(out: Path, run_id: str, labels: dict, chunk: int, overwrite: bo
 
 
 def _create_store(out: Path, run_id: str, bundle, idx: np.ndarray, labels: dict, chunk: int) -> None:
+    import zarr
+
     if out.exists():
         shutil.rmtree(out)
     root = zarr.open_group(out, mode="w")

@@ -15,6 +15,7 @@ CRISPR signature was measured would want. A gene's own target signature is never
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,10 +72,61 @@ def _ridge(run_dir: Path, run: dict, bundle: Bundle) -> Predictor:
     return Predictor(run_dir, run, bundle, list(models), fn, x)
 
 
+def warm_device(device: str = "auto") -> None:
+    """Start the GPU's one-off set-up on a background thread, so that it overlaps the CPU work
+    before the first CUDA call (imports, reading the bundle, building the graph): the CUDA
+    context, cuBLAS, and Triton's per-process key (a hash of its ~0.5 GB compiler library,
+    computed at the first kernel launch). Each step is best effort (an error is left for the
+    real call to report); :func:`_transcriptionnet` waits for the thread before the encoder
+    pass. No-op on the CPU, and after the first call for a device.
+    """
+    try:
+        dev = resolve_device(device)
+    except InputError:
+        return
+    if dev.type != "cuda":
+        return
+    with _warm_lock:
+        if dev in _warm:
+            return
+        _warm[dev] = th = threading.Thread(target=_warm_up, args=(dev,), name="tnfast-warm-device", daemon=True)
+    th.start()
+
+
+_warm: dict = {}  # device -> its warm-up thread
+_warm_lock = threading.Lock()
+
+
+def _warm_up(dev: torch.device) -> None:
+    def blas():
+        a = torch.ones(8, 8, device=dev)
+        (a @ a).bfloat16() @ a.bfloat16()
+
+    def triton():
+        from triton.runtime.cache import triton_key  # an lru_cache: computed once per process
+
+        triton_key()
+
+    for step in (lambda: torch.zeros(1, device=dev), blas, triton):
+        try:
+            step()
+        except Exception:  # noqa: BLE001 (best effort; the real call reports a real problem)
+            pass
+
+
+def _wait_warm(dev: torch.device) -> None:
+    th = _warm.get(dev)
+    if th is not None:
+        th.join()
+
+
 def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence[str], device: str) -> Predictor:
     cfg = from_dict(run["config"], str(run_dir / "run.json"))
     dev = resolve_device(device)
-    model, graph = build_model(bundle, cfg, dev)
+    # Parameters made on the device: their random initialisation (overwritten by the weights
+    # below, every tensor of them: load_state_dict is strict) then costs no CPU time and no copy.
+    with torch.device(dev):
+        model, graph = build_model(bundle, cfg, dev)
     if model.dims.to_dict() != run.get("dims"):
         raise InputError(run_dir / "run.json", f"the model was trained on data of shape {run.get('dims')}; "
                                                f"the bundle {run['data']} now gives {model.dims.to_dict()}")
@@ -85,6 +137,7 @@ def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence
         raise InputError(run_dir / "model.pt", f"cannot load model weights ({type(e).__name__}: {e})") from None
     model.eval()
     meas = Measurements.from_bundle(bundle, inputs, model.scaler).to(dev)
+    _wait_warm(dev)  # no second thread doing the same one-off work as the first kernel launches
     with torch.no_grad(), autocast(dev, cfg.train.precision):
         emb = model.encode(graph)
 
@@ -116,6 +169,8 @@ def load_predictor(run_dir: str | os.PathLike | None = None, bundle: Bundle | No
     for key in ("types", "config", "data", "metrics"):
         if key not in run:
             raise InputError(run_dir / "run.json", f"missing field {key!r}")
+    if kind != RIDGE:
+        warm_device(device)
     if bundle is None:
         bundle = load_bundle(run["data"], truth=truth)
     if kind == RIDGE:

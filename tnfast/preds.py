@@ -6,12 +6,15 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import zarr
 
 from .data.bundle import TYPES
 from .errors import InputError
+
+if TYPE_CHECKING:  # imported where used: `tnfast infer` imports this module and zarr later
+    import zarr
 
 STORE_FORMAT = "tnfast-preds"
 STORE_VERSION = 1
@@ -88,6 +91,8 @@ def gene_positions(ids_file: str | os.PathLike, universe: np.ndarray, source) ->
 
 def open_preds(path: str | os.PathLike) -> Preds:
     """Open a complete store for reading; an incomplete or foreign one is a one-line error."""
+    import zarr
+
     path = Path(path)
     if not (path / "zarr.json").is_file():
         raise InputError(path, "not a Zarr store (expected the output of `tnfast infer`)")

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.csr import CSR
-from ..embed import layer_embedding
+from ..data.bundle import structural_inputs
 from ..kernels import stack_multiplex
 
-__all__ = ["MultiplexGraph"]
+__all__ = ["MultiplexGraph", "structural_inputs"]
 
 
 @dataclass
@@ -63,7 +62,8 @@ class MultiplexGraph:
     @classmethod
     def from_arrays(cls, layers: dict, n_genes: int, features: np.ndarray | None = None,
                     present: np.ndarray | None = None, use_edge_weights: bool = True,
-                    structural_dim: int = 0, structural_hops: int = 3, seed: int = 0) -> "MultiplexGraph":
+                    structural_dim: int = 0, structural_hops: int = 3, seed: int = 0,
+                    structural: np.ndarray | None = None) -> "MultiplexGraph":
         """From per-layer CSRs ``{name: (indptr, indices[, weights])}`` (numpy; a
         ``tnfast.data.csr.CSR`` works) over ``n_genes`` genes, and optional features.
 
@@ -71,6 +71,8 @@ class MultiplexGraph:
         ``structural_hops`` times over the layer (:func:`tnfast.embed.layer_embedding`, seeded by
         ``seed``: rebuild with the same seed at inference). It gives a shallow GAT multi-hop
         structure for free: what a 1-layer GAT trained for minutes on a CPU cannot learn.
+        ``structural``: those inputs computed already (:meth:`Bundle.structural_inputs`, with
+        the same layers, weights and arguments), used as they are.
         """
         if not layers:
             # The encoder still works without networks: every gene uses its input embedding.
@@ -98,16 +100,16 @@ class MultiplexGraph:
         nodes = [np.flatnonzero(h) for h in has_edge]
         node_ptr = np.zeros(n_l + 1, np.int64)
         node_ptr[1:] = np.cumsum([len(x) for x in nodes])
-        structural = None
-        if structural_dim and n_l:
-            rng = np.random.default_rng(seed)
-            blocks = []
-            for (ip, ix, *rest), name in zip(csrs, names):
-                w = rest[0] if rest else np.ones(len(ix), np.float32)
-                csr = CSR(ip, np.asarray(ix, np.int32), w)
+        if not (structural_dim and n_l):
+            structural = None
+        else:
+            if structural is None:
                 # unit-norm rows scaled to unit-variance entries (0 for genes without edges)
-                blocks.append(layer_embedding(csr, structural_dim, structural_hops, rng) * np.sqrt(structural_dim))
-            structural = torch.from_numpy(np.concatenate(blocks, axis=1).astype(np.float32))
+                structural = structural_inputs(csrs, n_genes, structural_dim, structural_hops, seed)
+            if structural.shape != (n_genes, n_l * structural_dim) or structural.dtype != np.float32:
+                raise ValueError(f"structural inputs of shape {structural.shape} ({structural.dtype}); expected "
+                                 f"float32 {(n_genes, n_l * structural_dim)}")
+            structural = torch.from_numpy(structural)
         feats = pres = None
         if features is not None:
             f = np.asarray(features, np.float32)
@@ -145,11 +147,14 @@ class MultiplexGraph:
         """From a :class:`tnfast.data.bundle.Bundle`: its networks (in manifest order) and,
         with ``use_features``, its features (see :meth:`from_arrays`)."""
         f = bundle.features if use_features else None
+        # computed once per bundle (and, by `tnfast infer`, while torch is imported)
+        structural = (bundle.structural_inputs(structural_dim, structural_hops, seed, use_edge_weights)
+                      if structural_dim and bundle.networks else None)
         return cls.from_arrays(
             dict(bundle.networks), bundle.n_genes,
             None if f is None else f.values, None if f is None else f.present,
             use_edge_weights=use_edge_weights, structural_dim=structural_dim,
-            structural_hops=structural_hops, seed=seed,
+            structural_hops=structural_hops, seed=seed, structural=structural,
         )
 
     @classmethod
