@@ -3,7 +3,8 @@
 A real subprocess imports a generated GCTX, edge list and feature matrix (a second or two of
 work) and is killed at each of its progress messages (read from its stderr) and at moments
 inside the final write. Afterwards the bundle path is absent or loads as a complete bundle
-equal to an uninterrupted import, and running the import again gives that same bundle.
+equal to an uninterrupted import, and running the import again gives that same bundle and
+removes the hidden temporaries the kill left beside it.
 """
 
 from __future__ import annotations
@@ -87,7 +88,11 @@ def kill_during(out: Path, args: list, marker: str | None, delay: float, *extra)
             p.kill()
             p.wait()
         p.stderr.close()
-    return p.returncode, sorted(x.name for x in out.parent.iterdir() if x.name.startswith(f".{out.name}."))
+    return p.returncode, hidden_siblings(out)
+
+
+def hidden_siblings(out: Path) -> list[str]:
+    return sorted(x.name for x in out.parent.iterdir() if x.name.startswith(f".{out.name}."))
 
 
 # At each progress message, a moment into reading the edge list, and through the final write.
@@ -109,8 +114,10 @@ def test_import_killed_at_any_moment(tmp_path, inputs):
         mid_write += any(h.endswith(".tmp") for h in hidden) and marker == "writing"
         if (d / "bundle").exists():  # finished before the kill: then it is whole
             assert_same(load_bundle(d / "bundle"), reference)
-        # Running it again (over whatever the kill left) gives the uninterrupted result.
+        # Running it again (over whatever the kill left) gives the uninterrupted result, and
+        # clears the dead run's temporaries.
         assert_same(load_bundle(imported(d, args, "--overwrite")), reference)
+        assert hidden_siblings(d / "bundle") == [], state
     # The interesting case was hit: at least one kill came while the bundle was being written.
     assert mid_write >= 1
 

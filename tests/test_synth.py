@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -228,8 +231,11 @@ def test_default_bundle_caches(tmp_path, monkeypatch):
 def test_default_bundle_ignores_incomplete(tmp_path, monkeypatch):
     monkeypatch.setenv("TNFAST_CACHE", str(tmp_path))
     name = f"synth-tiny-seed1-v{GENERATOR_VERSION}"
-    # What a killed run can leave: Bundle.save's temporary sibling, half written.
-    leftover = tmp_path / f".{name}.abc123"
+    # What a killed run can leave: Bundle.save's temporary sibling, half written, named after its
+    # (now dead) process.
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()  # exited and reaped: its pid names no process
+    leftover = tmp_path / f".{name}.{socket.gethostname()}.{child.pid}.0123456789ab.tmp"
     (leftover / "networks").mkdir(parents=True)
     (leftover / "genes.tsv").write_text("gene_id\n1\n")
     # And a directory at the final name without bundle.json.
@@ -239,6 +245,7 @@ def test_default_bundle_ignores_incomplete(tmp_path, monkeypatch):
     path = default_bundle("tiny", seed=1, progress=seen.append)
     assert path == tmp_path / name and seen  # generated, not taken from the leftovers
     assert load_bundle(path).n_genes == SCALES["tiny"].n_genes
+    assert not leftover.exists()
 
 
 def test_cache_dir(monkeypatch, tmp_path):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,22 +22,21 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     it was. Killed at any moment (SIGKILL, power loss), ``path`` is the old output, the new one,
     or absent, each whole: the new tree is synced to disk before it is renamed into place, and
     an old output is renamed aside (not deleted in place) before the new one takes its name. A
-    kill leaves at most a hidden ``.<name>.*.tmp`` or ``.old`` sibling. A plain mkdir (not
-    mkdtemp, which makes it 0700) gives the result the usual permissions.
+    kill leaves at most a hidden ``.<name>.*.tmp`` or ``.old`` sibling, which the next write of
+    ``path`` removes. A plain mkdir (not mkdtemp, which makes it 0700) gives the result the
+    usual permissions.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(path, "already exists (pass --overwrite to replace it)")
     check_output(path, directory=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    stem = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}"
-    tmp = stem.with_name(stem.name + ".tmp")
+    tmp, old = _temp_names(path)
     tmp.mkdir()
     try:
         yield tmp
         _sync_tree(tmp)
         if path.exists():
-            old = stem.with_name(stem.name + ".old")
             os.replace(path, old)
             try:
                 os.replace(tmp, path)
@@ -49,6 +50,40 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _temp_names(path: Path) -> tuple[Path, Path]:
+    """Fresh hidden ``.tmp`` and ``.old`` sibling names for ``path``, after removing dead writers' leftovers.
+
+    The name carries the writer's host and pid, so a leftover can be told apart from the
+    temporary of a write still running: only those of this host whose process is gone are
+    removed (a live pid, another host's or an unparsable name is left alone).
+    """
+    _remove_stale(path)
+    stem = f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
+    return path.parent / f"{stem}.tmp", path.parent / f"{stem}.old"
+
+
+def _remove_stale(path: Path) -> None:
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?P<host>.+)\.(?P<pid>\d+)\.[0-9a-f]{{12}}\.(tmp|old)")
+    host = socket.gethostname()
+    for entry in path.parent.iterdir():
+        m = pattern.fullmatch(entry.name)
+        if m and m["host"] == host and not _alive(int(m["pid"])):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's process
+        pass
+    return True
 
 
 def _fsync(path: Path) -> None:
@@ -78,7 +113,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     check_output(path, directory=False)
     # A named file (not mkstemp) so the result gets the usual permissions rather than 0600.
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp, _ = _temp_names(path)
     try:
         yield tmp
         _fsync(tmp)  # the data must be on disk before the rename publishes it

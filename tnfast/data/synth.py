@@ -166,7 +166,8 @@ def default_bundle(scale: str = "full", seed: int = 0,
     """Path of the cached synthetic bundle, generated and saved on first use."""
     path = cache_dir() / f"synth-{scale}-seed{seed}-v{GENERATOR_VERSION}"
     # bundle.json is written last and the directory renamed into place, so it marks a complete
-    # bundle; a run killed midway leaves only a hidden temporary sibling.
+    # bundle; a run killed midway leaves only a hidden temporary sibling, which the next save
+    # (atomic_dir) removes.
     if (path / "bundle.json").is_file():
         return path
     bundle = synthesize(scale, seed, progress)
