@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from tnfast.atomic import atomic_file
+
 from .harness import device_name, git_commit, versions
 
 BENCHMARKS = ("gat", "attention", "train", "infer")
@@ -67,7 +69,6 @@ def failures(report: dict) -> list[str]:
 def write(report: dict, json_path: Path) -> Path:
     path = report_path(json_path, report["device_type"] == "cuda", report["date"][:10])
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
     return path

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .atomic import atomic_file
 from .baselines import (knn_baseline, network_average, other_type_baseline, ridge_baseline,
                         total_degree, training_mean)
 from .data.bundle import TYPES, Bundle, load_bundle
@@ -487,9 +488,8 @@ def write_json(summary: dict, path: str | os.PathLike) -> Path:
     """Write the summary atomically (a temporary sibling renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp"
-    tmp.write_text(json.dumps(_clean(summary), indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(_clean(summary), indent=2) + "\n")
     return path
 
 
