@@ -32,13 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .harness import header, rel_rms, script_main
+from .harness import bench_config, header, rel_rms, script_main
 
 RUNS = {"tiny": 1, "small": 2, "full": 1}  # timed repeats of each provider after one warm-up
-TINY_SETS = ["model.gene_embedding_dim=8", "model.structural_dim=4", "model.gat_heads=2", "model.gat_head_dim=4",
-             "model.fusion_dim=8", "model.embedding_dim=16", "model.fundnn_hidden=[16]", "model.row_heads=1",
-             "model.row_head_dim=8", "model.col_heads=1", "model.col_head_dim=4", "model.landmark_dim=4",
-             "model.ff_dim=16", "model.blocks=1", "model.recycles=2"]
 CHECK_GENES = 64
 
 
@@ -46,19 +42,17 @@ def make_run(scale: str, device: str, work: Path, log) -> tuple[Path, str]:
     """A real run directory from a two-step training run; (its path, its profile)."""
     from tnfast.data.synth import default_bundle, synthesize
     from tnfast.train import train
-    from tnfast.train_config import resolve
 
     if scale == "tiny":
         data = work / "bundle"
         synthesize("tiny").save(data)
     else:
         data = default_bundle(scale)
-    profile = "full" if device == "cuda" else "quick"
-    sets = ["train.pretrain_steps=0", "train.steps=2", "train.eval_every=2", "train.batch_size=16"]
-    cfg = resolve(profile, sets=sets + (TINY_SETS if scale == "tiny" else []), default_profile=profile)
-    log(f"training a 2-step {profile} run on {device} to infer from")
+    cfg = bench_config(scale, device == "cuda",
+                       ["train.pretrain_steps=0", "train.steps=2", "train.eval_every=2", "train.batch_size=16"])
+    log(f"training a 2-step {cfg.profile} run on {device} to infer from")
     run_dir, _ = train(data, work / "run", cfg, device)
-    return run_dir, profile
+    return run_dir, cfg.profile
 
 
 def _command(run_dir: Path, out: Path, device: str) -> dict:

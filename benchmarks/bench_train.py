@@ -38,7 +38,7 @@ from unittest import mock
 
 import torch
 
-from .harness import csv, header, measure, rel_rms, run_worker, script_main
+from .harness import bench_config, csv, header, measure, rel_rms, run_worker, script_main
 
 MODULE = "tnfast.benchmarks.bench_train"
 PROVIDERS = ("tnfast", "tnfast_reference", "paper")
@@ -48,10 +48,6 @@ TINY_BATCH = 16
 PAPER_BATCH = 32
 PAPER_FUNDNN = (1024, 1024, 1024)
 PAPER_EMBEDDING = 512
-# --scale tiny: a model of seconds on the tiny bundle (the harness is what is tested there)
-TINY_MODEL = dict(gene_embedding_dim=8, structural_dim=4, gat_heads=2, gat_head_dim=4, fusion_dim=8,
-                  embedding_dim=16, recon_edges=64, fundnn_hidden=(16,), row_heads=1, row_head_dim=8,
-                  col_heads=1, col_head_dim=4, landmark_dim=4, ff_dim=16, blocks=1, recycles=2)
 TOL = {"fp32": 1e-4, "bf16": 5e-2}
 
 
@@ -64,14 +60,11 @@ def load_data(scale: str):
 
 
 def run_config(scale: str, cuda: bool, provider: str):
-    from tnfast.train_config import resolve
-
-    profile = "full" if cuda else "quick"
-    cfg = resolve(profile, default_profile=profile)
-    model = cfg.model.replace(**TINY_MODEL) if scale == "tiny" else cfg.model
+    cfg = bench_config(scale, cuda)
+    model = cfg.model
     if provider == "paper":
         model = model.replace(embedding_dim=PAPER_EMBEDDING, fundnn_hidden=PAPER_FUNDNN)
-    return profile, model, cfg.train
+    return cfg.profile, model, cfg.train
 
 
 @contextlib.contextmanager

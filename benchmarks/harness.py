@@ -179,3 +179,21 @@ def script_main(args, worker: Callable | None, benchmark: Callable[[], dict]) ->
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")
     return 1 if any(r["status"].startswith(("check failed", "error")) for r in report["results"]) else 0
+
+
+# --scale tiny: a model of seconds on the tiny bundle (the harness is what is tested there)
+TINY_MODEL = dict(gene_embedding_dim=8, structural_dim=4, gat_heads=2, gat_head_dim=4, fusion_dim=8,
+                  embedding_dim=16, recon_edges=64, fundnn_hidden=(16,), row_heads=1, row_head_dim=8,
+                  col_heads=1, col_head_dim=4, landmark_dim=4, ff_dim=16, blocks=1, recycles=2)
+
+
+def bench_config(scale: str, cuda: bool, sets: list[str] = ()):
+    """The run configuration ``tnfast train`` would use on the device (profile ``full`` on CUDA,
+    ``quick`` on CPU) with ``--set`` overrides; at ``--scale tiny`` the model is TINY_MODEL."""
+    from dataclasses import replace
+
+    from tnfast.train_config import resolve
+
+    profile = "full" if cuda else "quick"
+    cfg = resolve(profile, sets=list(sets), default_profile=profile)
+    return replace(cfg, model=cfg.model.replace(**TINY_MODEL)) if scale == "tiny" else cfg
