@@ -19,7 +19,7 @@ from tnfast.data.synth import synthesize
 from tnfast.errors import InputError
 from tnfast.predict import ALL_SPLITS, load_predictor
 from tnfast.runs import read_run
-from tnfast.train import train
+from tnfast.train import learning_rate, train
 from tnfast.train_config import TRAIN_PROFILES, resolve
 
 TINY = Path(__file__).parent / "data" / "tiny_model.toml"
@@ -166,7 +166,7 @@ def test_infer_and_evaluate_a_transcriptionnet_run(cli_run, tiny):
 def test_resume_after_sigkill_gives_the_same_model(tiny, tmp_path):
     """A real `tnfast train` killed with SIGKILL after its first checkpoint, resumed with --resume,
     ends bit-identical to an uninterrupted run of the same config."""
-    args = ["--data", tiny, "--config", TINY, "--set", "train.patience=100"]
+    args = ["--data", tiny, "--config", TINY, "--set", "train.patience=100", "--set", "train.lr_final=0.1"]
     r = tnfast("train", *args, "--out", tmp_path / "whole", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     env = {**os.environ, "TNFAST_RUNS": str(tmp_path / "runs")}
@@ -222,6 +222,7 @@ def test_ddp_two_gloo_processes_match_one(tiny, tmp_path):
     (["--config", "{tmp}/nothere.toml"], "nothere.toml", "no such file"),
     (["--set", "model.gat_heads=0"], "--set", "gat_heads must be an integer >= 1"),
     (["--set", "train.nope=1"], "--set", "unknown [train] keys"),
+    (["--set", "train.lr_final=2"], "--set", "lr_final must be a number in [0, 1]"),
     (["--set", "gat_heads=2"], "--set", "expected model.KEY=VALUE"),
     (["--profile", "huge"], "--profile", "unknown profile"),
     (["--device", "cuda"], "--device", "no CUDA device"),
@@ -242,6 +243,18 @@ def test_bad_configuration_is_one_line(tiny, tmp_path, args, where, what):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and where in lines[0] and what in lines[0], r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_learning_rate_schedule():
+    tc = TRAIN_PROFILES["full"].__class__(lr=0.01, lr_final=0.1, steps=11)
+    assert learning_rate(tc, -5) == 0.01  # pretraining: constant
+    assert learning_rate(tc, 0) == pytest.approx(0.01)
+    assert learning_rate(tc, 5) == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))  # half way down the cosine
+    assert learning_rate(tc, 10) == pytest.approx(0.001)
+    assert learning_rate(tc, 50) == pytest.approx(0.001)  # past the planned steps: stays at the end
+    rates = [learning_rate(tc, i) for i in range(11)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert {learning_rate(tc.__class__(lr=0.01, steps=11), i) for i in range(11)} == {0.01}  # lr_final 1
 
 
 def test_config_resolution_order(tmp_path):

@@ -45,7 +45,7 @@ from .distributed import barrier, broadcast, world
 from .errors import InputError
 from .model import Measurements, ModelDims, MultiplexGraph, TranscriptionNet, signature_loss, split_samples
 from .runs import latest_incomplete_run, new_run_id, read_json, run_record, runs_root, signature_scores, split_scores
-from .train_config import RunConfig, from_dict
+from .train_config import RunConfig, TrainConfig, from_dict
 
 MODEL_KIND = "transcriptionnet"
 StepCallback = Callable[[int, int, str, float], None]  # (step, total, phase, loss)
@@ -240,6 +240,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     t0, losses = time.time(), []
     while st["step"] < total and not st["stopped"]:
         pretrain = st["step"] < n_pre
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(tc, st["step"] - n_pre)
         model.train()
         opt.zero_grad(set_to_none=True)
         with autocast(dev, tc.precision):
@@ -322,6 +324,16 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
                                       shrink=dict(zip(TYPES, model.shrink.tolist()))))
         ckpt_path.unlink(missing_ok=True)
     return run_dir, summary
+
+
+def learning_rate(tc: TrainConfig, joint_step: int) -> float:
+    """The rate of a step: ``lr`` while pretraining (joint_step < 0), then a cosine from ``lr`` to
+    ``lr * lr_final`` over the ``steps`` joint steps. A function of the step alone, so a resumed
+    run follows the same schedule."""
+    if joint_step < 0 or tc.steps <= 1:
+        return tc.lr
+    t = min(joint_step / (tc.steps - 1), 1.0)
+    return tc.lr * (tc.lr_final + (1 - tc.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 @torch.no_grad()

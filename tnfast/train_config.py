@@ -35,6 +35,7 @@ class TrainConfig:
     steps: int = 2000  # joint steps at most (early stopping usually ends sooner)
     batch_size: int = 64  # (gene, type) samples per joint step; the encoder runs full-graph once per step
     lr: float = 1e-3
+    lr_final: float = 1.0  # the joint steps' learning rate decays to lr x lr_final on a cosine (1 = constant)
     weight_decay: float = 1e-4
     clip_norm: float = 1.0  # gradient norm clipping (0 = off)
     recon_weight: float = 0.5  # weight of the reconstruction loss in joint steps
@@ -54,6 +55,8 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 raise ValueError(f"train config: {name} must be a number >= 0, got {v!r}")
+        if isinstance(self.lr_final, bool) or not isinstance(self.lr_final, (int, float)) or not 0 <= self.lr_final <= 1:
+            raise ValueError(f"train config: lr_final must be a number in [0, 1], got {self.lr_final!r}")
         if not 0.0 <= self.drop_available <= 1.0:
             raise ValueError(f"train config: drop_available must be in [0, 1], got {self.drop_available!r}")
         if self.precision not in PRECISIONS:
@@ -91,7 +94,7 @@ class RunConfig:
 
 
 def _build(profile: str, model: dict, train: dict, where: str) -> RunConfig:
-    if profile not in MODEL_PROFILES:
+    if not isinstance(profile, str) or profile not in MODEL_PROFILES:  # (profile = [1] is valid TOML)
         raise InputError(where, f"unknown profile {profile!r}; expected one of {', '.join(sorted(MODEL_PROFILES))}")
     try:
         m = MODEL_PROFILES[profile]
