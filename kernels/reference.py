@@ -58,12 +58,11 @@ def _spmm_into(out: torch.Tensor, a: torch.Tensor, x: torch.Tensor) -> None:
 
 class _GATReference(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, a_src, a_dst, logw, slope: float, plan: GraphPlan):
+    def forward(ctx, h, a_src, a_dst, logw, slope: float, plan: GraphPlan, training: bool):
         m, nh, d = h.shape
         cdt = _compute_dtype(h.dtype)
         out = torch.zeros(m, nh, d, dtype=cdt, device=h.device)
         lse = torch.full((nh, m), float("-inf"), dtype=cdt, device=h.device)
-        training = any(ctx.needs_input_grad[:3])
         # kept for the backward, per head: the unnormalised edge weights p (E,), z > 0 (E,) for
         # the LeakyReLU and the row sums of p (M,); recomputing them would cost three (E,) gathers
         weights, positive = [], []
@@ -150,6 +149,7 @@ class _GATReference(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
@@ -173,7 +173,9 @@ def gat_aggregate_reference(
     """
     plan = graph_plan(indptr, indices)
     logw = None if edge_weight is None else edge_weight.detach().to(_compute_dtype(h.dtype)).log()
-    out, lse = _GATReference.apply(h, a_src, a_dst, logw, float(negative_slope), plan)
+    # ctx.needs_input_grad is True under no_grad too: ask grad mode here, where it is visible
+    training = torch.is_grad_enabled() and any(t.requires_grad for t in (h, a_src, a_dst))
+    out, lse = _GATReference.apply(h, a_src, a_dst, logw, float(negative_slope), plan, training)
     return (out, lse.t()) if return_lse else out
 
 
