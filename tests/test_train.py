@@ -223,6 +223,7 @@ def test_ddp_two_gloo_processes_match_one(tiny, tmp_path):
     (["--set", "model.gat_heads=0"], "--set", "gat_heads must be an integer >= 1"),
     (["--set", "train.nope=1"], "--set", "unknown [train] keys"),
     (["--set", "train.lr_final=2"], "--set", "lr_final must be a number in [0, 1]"),
+    (["--set", "train.lr=nan"], "--set", "lr must be a finite number >= 0"),
     (["--set", "gat_heads=2"], "--set", "expected model.KEY=VALUE"),
     (["--profile", "huge"], "--profile", "unknown profile"),
     (["--device", "cuda"], "--device", "no CUDA device"),
