@@ -49,6 +49,27 @@ def _root(
     """Predict L1000 responses to RNAi, CRISPR and OE perturbations of every gene."""
 
 
+MAX_MEMORY_HELP = ("Refuse up front a job whose estimated peak memory exceeds this (e.g. 8G, 512M); "
+                   "default: the memory available to this process.")
+
+
+def _max_memory(value: str | None) -> int | None:
+    from .memory import parse_size
+
+    return None if value is None else parse_size(value, "--max-memory")
+
+
+def _held(lines: list[str], say=None):
+    """A progress callback that first prints ``lines`` (the memory estimate of a job that fits):
+    held back until the job has checked its own inputs, so an input error stays the only line."""
+    def progress(msg: str | None = None) -> None:
+        while lines:
+            _say(lines.pop(0))
+        if msg is not None:
+            (say or _say)(msg)
+    return progress
+
+
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     result = {}
     for v in values or []:
@@ -81,17 +102,19 @@ def data_import(
     seed: Annotated[int, typer.Option(help="Seed of the split assignment.")] = 0,
     name: Annotated[Optional[str], typer.Option(help="Dataset name (default: the directory name).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help=MAX_MEMORY_HELP)] = None,
 ) -> None:
     """Import real files (GCTX, TSV/CSV, edge lists, org.Hs.eg.sqlite) into a bundle."""
     from .data.importer import import_bundle, parse_type
 
+    limit = _max_memory(max_memory)
     path = import_bundle(
         out_dir, signatures=signatures or [], sig_type=parse_type(sig_type, "--type") if sig_type else None,
         gene_field=gene_field, features=features, feature_genes=feature_genes, edges=_pairs(edges, "--edges"),
         id_map=id_map, min_score=min_score, orgdb=orgdb,
         layers=[x.strip() for x in layers.split(",") if x.strip()] if orgdb else (),
         max_term_size=max_term_size, splits=_pairs(split, "--split"), genes=genes, max_unknown=max_unknown,
-        seed=seed, name=name, overwrite=overwrite, progress=_say)
+        seed=seed, name=name, overwrite=overwrite, progress=_say, max_memory=limit)
     _info(path)
 
 
@@ -158,8 +181,12 @@ def train_cmd(
     seed: Annotated[Optional[int], typer.Option(help="Random seed (train.seed).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run (--out, default the newest) from its last checkpoint.")] = False,
     model: Annotated[str, typer.Option(help="transcriptionnet, or ridge (the linear baseline on a fixed network embedding).")] = "transcriptionnet",
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help=MAX_MEMORY_HELP)] = None,
 ) -> None:
     """Train on a bundle and write a run directory."""
+    from .footprint import check_train
+
+    limit = _max_memory(max_memory)
     if model not in ("transcriptionnet", "ridge"):
         raise InputError("--model", f"expected transcriptionnet or ridge, got {model!r}")
     if resume and (config or profile or sets or seed is not None or data):
@@ -171,17 +198,30 @@ def train_cmd(
     if model == "ridge":
         if resume or config or profile or sets:
             raise InputError("--model", "ridge takes only --data, --out and --seed")
-        from .design import DesignConfig
-        from .train_ridge import train_ridge
+        from dataclasses import asdict
 
-        run_dir, summary = train_ridge(data, out_dir, DesignConfig(seed=seed or 0), progress=_say)
+        from .design import DesignConfig
+
+        design = DesignConfig(seed=seed or 0)
+        notes: list[str] = []
+        check_train(data, asdict(design), "cpu", limit, ridge=True, progress=notes.append)
+        from .train_ridge import train_ridge  # (torch: after the check, which counts its import)
+
+        run_dir, summary = train_ridge(data, out_dir, design, progress=_held(notes))
         title = "ridge on network embedding + features vs the training-mean signature"
     else:
-        from .train import resolve_device, train
+        from .train import resolve_device, resume_dir, train
         from .train_config import resolve
 
-        cfg = None if resume else resolve(profile, config, sets or [], seed,
-                                          "full" if resolve_device(device).type == "cuda" else "quick")
+        dev = resolve_device(device).type
+        cfg = None if resume else resolve(profile, config, sets or [], seed, "full" if dev == "cuda" else "quick")
+        # before the bundle is loaded and the run directory made: a refused run leaves nothing
+        if resume:
+            _, bundle_dir, run_cfg, _ = resume_dir(out_dir)
+        else:
+            bundle_dir, run_cfg = data, cfg
+        notes = []
+        check_train(bundle_dir, run_cfg.to_dict(), dev, limit, progress=notes.append)
         with _bar() as bar:
             tasks: list = []
 
@@ -191,7 +231,7 @@ def train_cmd(
                 bar.update(tasks[0], completed=step, total=total, description=f"{phase} loss {loss:.4f}")
 
             run_dir, summary = train(data, out_dir, cfg, device, resume, on_step=on_step,
-                                     progress=lambda msg: bar.console.print(escape(msg), highlight=False))
+                                     progress=_held(notes, lambda msg: bar.console.print(escape(msg), highlight=False)))
         title = "TranscriptionNet (best valid checkpoint) vs the training-mean signature"
     if os.environ.get("RANK", "0") != "0":  # under torchrun, one summary
         return
@@ -217,19 +257,31 @@ def infer_cmd(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted store: completed chunks are kept.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help=MAX_MEMORY_HELP)] = None,
 ) -> None:
     """Predict every gene of the run's bundle and stream the predictions to Zarr (torchrun shards it)."""
+    from .footprint import check_infer
     from .infer import infer, parse_types
+    from .runs import latest_run, read_run
 
+    limit = _max_memory(max_memory)
+    wanted = parse_types(types)
+    if run is None:
+        run = latest_run()
+    notes: list[str] = []
+    check_infer(read_run(run), chunk, device, limit, progress=notes.append)  # before the store is created
+    show_notes = _held(notes)
     with _bar() as bar:
         tasks: list = []
 
         def advance(done: int, total: int) -> None:
             # Added on the first chunk, so an input error shows no empty bar before it.
-            tasks or tasks.append(bar.add_task("predicting", total=total))
+            if not tasks:
+                show_notes()
+                tasks.append(bar.add_task("predicting", total=total))
             bar.update(tasks[0], completed=done)
 
-        path = infer(out_store, run, parse_types(types), genes, chunk, overwrite, resume, progress=advance, device=device)
+        path = infer(out_store, run, wanted, genes, chunk, overwrite, resume, progress=advance, device=device)
     out.print(f"predictions: {path}")
 
 

@@ -114,6 +114,11 @@ def open_preds(path: str | os.PathLike) -> Preds:
         raise InputError(path, f"cannot read the store ({type(e).__name__}: {e})") from None
     if p.predictions.shape != (len(p.types), len(p.genes), len(p.landmarks)):
         raise InputError(path, "predictions do not match the perturbation, gene and landmark coordinates")
+    if p.measured.shape != p.predictions.shape[:2] or p.measured.dtype != bool:
+        raise InputError(path, f"'measured' is {p.measured.dtype} of shape {p.measured.shape}, expected bool of "
+                               f"shape {p.predictions.shape[:2]} (perturbation, gene)")
+    if p.predictions.chunks[1] < 1:  # zarr accepts a 0 in the chunk shape; reading gene chunks cannot
+        raise InputError(path, f"predictions have chunk shape {p.predictions.chunks}, expected >= 1 gene a chunk")
     return p
 
 

@@ -136,7 +136,7 @@ def load_tensors(path: Path, device: torch.device):
         raise InputError(path, f"cannot load ({type(e).__name__}: {e})") from None
 
 
-def _resume_dir(out: Path | None) -> tuple[Path, Path, RunConfig, str]:
+def resume_dir(out: Path | None) -> tuple[Path, Path, RunConfig, str]:
     """(run dir, data, config, run id) of the interrupted run at ``out`` (default: the newest)."""
     run_dir = out if out is not None else latest_incomplete_run()
     if (run_dir / "run.json").exists():
@@ -189,7 +189,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     rank, size = world()
     dev = resolve_device(device)
     if resume:
-        run_dir, data, cfg, run_id = _resume_dir(Path(out) if out is not None else None)
+        run_dir, data, cfg, run_id = resume_dir(Path(out) if out is not None else None)
     else:
         data = Path(data).resolve()
     bundle = load_bundle(data)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import tokenize
 import zipfile
 import zlib
 from concurrent.futures import Future
@@ -40,6 +41,12 @@ TYPES = ("RNAi", "CRISPR", "OE")
 PERT_TYPE_CODES = {"trt_sh": "RNAi", "trt_sh.cgs": "RNAi", "trt_xpr": "CRISPR", "trt_oe": "OE"}
 TYPE_CODES = {"RNAi": "trt_sh", "CRISPR": "trt_xpr", "OE": "trt_oe"}  # what tnfast writes
 SPLITS = ("train", "valid", "test")
+# What np.load raises for a damaged .npy/.npz: a garbled header can also fail in numpy's
+# Python-2 header clean-up (tokenize.TokenError, IndentationError: a SyntaxError) or claim a
+# shape no memory map can take (OverflowError); a damaged zip entry can claim an unknown
+# compression method (NotImplementedError) or encryption (RuntimeError, its base class).
+NPY_ERRORS = (OSError, ValueError, EOFError, OverflowError, RuntimeError, SyntaxError, zipfile.BadZipFile,
+              zlib.error, tokenize.TokenError)
 
 
 @dataclass
@@ -288,7 +295,7 @@ def _npz(path: Path, kinds: dict[str, str]) -> dict[str, np.ndarray]:
             if missing:
                 raise InputError(path, f"missing arrays {missing}")
             arrays = {k: z[k] for k in kinds}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    except NPY_ERRORS as e:
         raise InputError(path, f"not a readable .npz file ({e})") from None
     for k, a in arrays.items():
         if a.dtype.kind not in kinds[k]:
@@ -370,7 +377,7 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
             p = _safe_child(d, "truth", f"{t}.npy")
             try:
                 arr = np.load(input_file(p, "an .npy file of the bundle"), mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as e:
+            except NPY_ERRORS as e:
                 raise InputError(p, f"not a readable .npy file ({e})") from None
             if arr.shape != (n, n_lm):
                 raise InputError(p, f"expected shape ({n}, {n_lm})")
@@ -384,7 +391,8 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
 def _names(manifest: dict, key: str, mpath: Path) -> list[str]:
     """A manifest field that lists names (layers, types): a list of non-empty strings."""
     names = manifest.get(key, [])
-    if not isinstance(names, list) or not all(isinstance(x, str) and x for x in names):
+    # (they name files: a NUL, which JSON can spell as \u0000, is no file name)
+    if not isinstance(names, list) or not all(isinstance(x, str) and x and "\0" not in x for x in names):
         raise InputError(mpath, f"{key!r} must be a list of names, found {json.dumps(names)[:60]}")
     return names
 

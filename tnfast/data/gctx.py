@@ -98,7 +98,7 @@ def _read(path: str, f: h5py.File, cids: Sequence[str] | None) -> GCT:
     ds = f.get(MATRIX)
     if not isinstance(ds, h5py.Dataset):
         raise InputError(path, "no data matrix", place=MATRIX)
-    if ds.ndim != 2 or ds.dtype.kind not in "biuf":
+    if ds.ndim != 2 or _dtype(path, ds, MATRIX).kind not in "biuf":
         raise InputError(path, f"expected a 2-D numeric matrix, found shape {ds.shape} of {ds.dtype}",
                          place=MATRIX)
     n_cols, n_rows = ds.shape
@@ -113,7 +113,8 @@ def _read(path: str, f: h5py.File, cids: Sequence[str] | None) -> GCT:
         stored = _read_cols(ds, idx)
         col_ids = col_ids[idx]
         col_meta = {k: v[idx] for k, v in col_meta.items()}
-    matrix = np.ascontiguousarray(stored.T, dtype=np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes +-inf: callers check finiteness
+        matrix = np.ascontiguousarray(stored.T, dtype=np.float32)
     return GCT(matrix, row_ids, col_ids, row_meta, col_meta)
 
 
@@ -128,7 +129,7 @@ def _ids(path: str, f: h5py.File, group: str, n: int, what: str) -> np.ndarray:
     ids = _values(path, ds, place)
     if ids.dtype.kind != "U":
         # Integral ids stored as float would otherwise print as '5720.0'.
-        if ids.dtype.kind == "f" and np.isfinite(ids).all() and (ids == np.round(ids)).all():
+        if ids.dtype.kind == "f" and (np.abs(ids) < 2**63).all() and (ids == np.round(ids)).all():
             ids = ids.astype(np.int64)
         ids = ids.astype(str)
     uniq, counts = np.unique(ids, return_counts=True)
@@ -156,7 +157,7 @@ def _meta(path: str, f: h5py.File, group: str, n: int, what: str) -> dict[str, n
 
 def _values(path: str, ds: h5py.Dataset, place: str) -> np.ndarray:
     """A 1-D dataset as a str array (text) or its stored numeric dtype."""
-    if ds.dtype.kind == "S" or h5py.check_string_dtype(ds.dtype) is not None:
+    if _dtype(path, ds, place).kind == "S" or h5py.check_string_dtype(ds.dtype) is not None:
         raw = ds[()]
         if raw.dtype.kind == "O":  # variable-length strings arrive as an object array of bytes
             raw = np.array([x.encode() if isinstance(x, str) else x for x in raw.tolist()], dtype="S")
@@ -169,6 +170,14 @@ def _values(path: str, ds: h5py.Dataset, place: str) -> np.ndarray:
     if ds.dtype.kind in "biuf":
         return ds[()]
     raise InputError(path, f"unsupported dtype {ds.dtype} (expected text or numbers)", place=place)
+
+
+def _dtype(path: str, ds: h5py.Dataset, place: str) -> np.dtype:
+    """The dataset's dtype; h5py raises TypeError for a damaged datatype (e.g. an unknown string encoding)."""
+    try:
+        return ds.dtype
+    except TypeError as e:
+        raise InputError(path, f"unreadable HDF5 datatype (corrupt?): {e}", place=place) from None
 
 
 def _col_index(path: str, col_ids: np.ndarray, cids: Sequence[str]) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..atomic import check_output
 from ..errors import InputError, input_file
-from .bundle import PERT_TYPE_CODES, SPLITS, TYPES, Bundle, Features, Signatures
+from .bundle import NPY_ERRORS, PERT_TYPE_CODES, SPLITS, TYPES, Bundle, Features, Signatures
 from .csr import build_csr
 from .edges import EdgeList, read_edge_list, read_id_map
 from .gctx import read_gctx
@@ -119,16 +119,21 @@ def read_features(path: str | os.PathLike, genes_file: str | os.PathLike | None 
             raise InputError(p, "a .npy feature matrix needs --feature-genes FILE listing its rows")
         try:
             values = np.load(input_file(p, "a .npy array"), allow_pickle=False)
-        except (OSError, ValueError) as e:
+        except NPY_ERRORS as e:
             raise InputError(p, f"not a readable .npy array ({e})") from None
         ids = read_id_list(genes_file)
         if values.dtype.kind not in "biuf":
             raise InputError(p, f"expected a numeric array, found dtype {values.dtype}")
         if values.ndim != 2 or values.shape[0] != len(ids):
             raise InputError(p, f"expected shape ({len(ids)}, F) to match {genes_file}, found {values.shape}")
-        if not np.isfinite(values).all():
-            raise InputError(p, f"NaN or infinite value at row {np.argwhere(~np.isfinite(values))[0][0]}")
-        return ids, [f"f{i}" for i in range(values.shape[1])], values.astype(np.float32)
+        with np.errstate(over="ignore"):  # finite float64 beyond float32's range becomes inf here
+            values32 = values.astype(np.float32)
+        bad = ~np.isfinite(values32)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise InputError(p, f"{values[i, j]} is not allowed (expected a finite float32 number)",
+                             place=f"row {i} (gene {str(ids[i])!r}), column {j}")
+        return ids, [f"f{i}" for i in range(values.shape[1])], values32
     header = read_rows(p)[0][1]
     return read_matrix(p, id_column="gene_id" if "gene_id" in header else None)
 
@@ -170,8 +175,13 @@ def import_bundle(
     name: str | None = None,
     overwrite: bool = False,
     progress: Progress = lambda msg: None,
+    max_memory: int | None = None,
 ) -> Path:
-    """Read every source, build the bundle, write it atomically to ``out``. Returns ``out``."""
+    """Read every source, build the bundle, write it atomically to ``out``. Returns ``out``.
+
+    Before anything is read, the memory each step needs is estimated from cheap probes of the
+    sources (:mod:`tnfast.data.estimate`) and checked against ``max_memory`` bytes (default:
+    the memory available to this process): a dataset that would not fit is refused up front."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(out, "already exists (pass --overwrite to replace it)")
@@ -180,6 +190,8 @@ def import_bundle(
         raise InputError("--max-unknown", f"must be a fraction between 0 and 1, got {max_unknown}")
     if not (signatures or features or edges or orgdb):
         raise InputError("tnfast data import", "nothing to import: give --signatures, --features, --edges or --orgdb")
+    _check_memory(max_memory, signatures, features, feature_genes, edges, id_map, orgdb, layers, max_term_size,
+                  genes, splits, progress)
     sources: list[str] = []
 
     # Signatures: several of one gene and type are averaged.
@@ -302,6 +314,22 @@ def import_bundle(
     )
     progress(f"writing {out}")
     return bundle.save(out, overwrite=overwrite)
+
+
+def _check_memory(max_memory, signatures, features, feature_genes, edges, id_map, orgdb, layers, max_term_size,
+                  genes, splits, progress) -> None:
+    """:func:`tnfast.data.estimate.check_import` of every source, in the order they are read."""
+    from . import estimate
+
+    plan = [(os.fspath(f), estimate.signature_cost(f)) for f in signatures]
+    if features is not None:
+        plan.append((os.fspath(features), estimate.features_cost(features)))
+    plan += [(os.fspath(f), estimate.id_table_cost(f)) for f in (feature_genes, id_map) if f is not None]
+    plan += [(os.fspath(f), estimate.edge_list_cost(f)) for f in (edges or {}).values()]
+    if orgdb is not None and layers:
+        plan.append((os.fspath(orgdb), estimate.orgdb_cost(orgdb, layers, max_term_size)))
+    plan += [(os.fspath(f), estimate.id_table_cost(f)) for f in [genes, *(splits or {}).values()] if f is not None]
+    estimate.check_import(max_memory, plan, progress)
 
 
 def _positions(ids: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -149,7 +149,7 @@ def _tables(conn: sqlite3.Connection, path) -> set[str]:
     try:
         rows = conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
         return {name for (name,) in rows}
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # the latter: sqlite's message quotes non-UTF-8 bytes
         raise InputError(path, f"unreadable SQLite database (corrupt or truncated?): {e}") from None
 
 
@@ -179,14 +179,19 @@ def _annotations(
     )
     try:
         rows = conn.execute(sql, params).fetchall()
-    except sqlite3.OperationalError as e:
-        raise InputError(path, f"table {table!r} lacks org.Hs.eg.db's columns ({e})") from None
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+        if isinstance(e, sqlite3.OperationalError) and "no such column" in str(e):
+            raise InputError(path, f"table {table!r} lacks org.Hs.eg.db's columns ({e})") from None
+        # (also text that is not UTF-8: "Could not decode to UTF-8 column ...")
         raise InputError(path, f"unreadable SQLite database (corrupt or truncated?): {e}") from None
     if not rows:
         return np.empty(0, str), np.empty(0, str)
     genes, terms = zip(*rows)
-    return np.array(genes, dtype=str), np.array(terms, dtype=str)
+    try:
+        return np.array(genes, dtype=str), np.array(terms, dtype=str)
+    except UnicodeDecodeError:  # a BLOB (bytes) that is not ASCII where text was expected
+        raise InputError(path, f"binary data in place of a gene id or {column} (corrupt database?)",
+                         place=f"table {table}") from None
 
 
 def _coannotation(genes: np.ndarray, terms: np.ndarray, min_size: int, max_size: int) -> EdgeList:

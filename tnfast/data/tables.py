@@ -79,6 +79,8 @@ def read_rows(path: str | os.PathLike, min_columns: int = 1) -> list[tuple[int, 
 def parse_floats(path: str | os.PathLike, rows: list[tuple[int, list[str]]], header: list[str] | None,
                  start: int = 1, allow_nonfinite: bool = False) -> np.ndarray:
     """float32 matrix from columns ``start:`` of ``rows``; errors name line and column."""
+    if not rows:  # e.g. a header line and nothing else
+        raise InputError(path, "has no data lines (only a header?)")
     try:
         values = np.array([r[start:] for _, r in rows], dtype=np.float64)
     except ValueError:
