@@ -984,3 +984,18 @@ def test_gctx_float_ids_beyond_int64_stay_as_written(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_gctx(tmp_path / "x.gctx").row_ids.tolist() == ["1e+300", "2e+300"]
+
+
+def test_gctx_metadata_field_named_in_bytes_that_are_not_utf8(tmp_path):
+    """h5py gives a link name that is not UTF-8 as bytes: the 'have: ...' list of fields in
+    read_signature_file's error then raised TypeError (found by CI's fuzz run, seed 1796007566)."""
+    import h5py
+
+    with h5py.File(tmp_path / "x.gctx", "w") as f:
+        f.attrs["version"] = np.bytes_(b"GCTX1.0")
+        f["0/DATA/0/matrix"] = np.zeros((1, 2), np.float32)
+        f["0/META/ROW/id"] = np.array([b"7157", b"672"])
+        f["0/META/COL/id"] = np.array([b"x"])
+        f["0/META/COL"].create_dataset(b"pert\xff", data=np.array([b"trt_sh"]))
+    assert list(read_gctx(tmp_path / "x.gctx").col_meta) == ["pert\\xff"]
+    _refused(lambda: read_signature_file(tmp_path / "x.gctx"), "x.gctx", "pert_gene_id", "pert\\xff")

@@ -145,6 +145,8 @@ def _meta(path: str, f: h5py.File, group: str, n: int, what: str) -> dict[str, n
     for name, obj in f[group].items():
         if name == "id":
             continue
+        if isinstance(name, bytes):  # h5py gives a name that is not UTF-8 as bytes
+            name = name.decode("utf-8", "backslashreplace")
         place = f"{group}/{name}"
         if not isinstance(obj, h5py.Dataset):
             raise InputError(path, "expected a metadata dataset, found a group", place=place)
