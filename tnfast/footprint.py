@@ -71,16 +71,14 @@ class BundleShape(NamedTuple):
 
 def _npz_rows(path: Path, member: str) -> int | None:
     """First dimension of one array of an .npz, from its header only."""
-    from numpy.lib import format as npy
+    from .data.estimate import npy_header
 
     try:
         with zipfile.ZipFile(path) as z, z.open(f"{member}.npy") as f:
-            version = npy.read_magic(f)
-            read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-            shape = read(f)[0]
+            header = npy_header(f)
     except Exception:  # noqa: BLE001 (a damaged bundle: load_bundle says what is wrong)
         return None
-    return int(shape[0]) if shape else None
+    return int(header[0][0]) if header and header[0] else None
 
 
 def bundle_shape(path: str | os.PathLike) -> BundleShape | None:

@@ -9,7 +9,7 @@ the local processes share that room equally. Where none of that can be read (not
 check is skipped unless ``--max-memory`` is given.
 
 The estimates themselves live next to what they estimate: :mod:`tnfast.data.estimate` (the
-importer's sources) and :mod:`tnfast.model.footprint` (training and prediction).
+importer's sources) and :mod:`tnfast.footprint` (training and prediction).
 """
 
 from __future__ import annotations

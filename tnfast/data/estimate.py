@@ -186,21 +186,30 @@ def gctx_cost(path: str | os.PathLike) -> Cost | None:
                 f"a {n_rows:,} x {n_cols:,} matrix", values=values)
 
 
-def npy_cost(path: str | os.PathLike) -> Cost | None:
-    """From the .npy header (numpy.lib.format); the array is never loaded."""
+def npy_header(f) -> tuple[tuple[int, ...], np.dtype] | None:
+    """(shape, dtype) from the header of the .npy file open at ``f``; None for an unknown format
+    version. The array is never read."""
     from numpy.lib import format as npy
 
+    read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(npy.read_magic(f))
+    if read is None:
+        return None
+    shape, _, dtype = read(f)
+    return shape, dtype
+
+
+def npy_cost(path: str | os.PathLike) -> Cost | None:
+    """From the .npy header; the array is never loaded."""
     if not Path(path).is_file():
         return None
     try:
         with open(path, "rb") as f:
-            version = npy.read_magic(f)
-            read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
-            if read is None:
-                return None
-            shape, _, dtype = read(f)
+            header = npy_header(f)
     except Exception:  # noqa: BLE001 (not an .npy file: np.load says so)
         return None
+    if header is None:
+        return None
+    shape, dtype = header
     values = int(np.prod(shape, dtype=np.float64))
     dims = " x ".join(f"{d:,}" for d in shape)
     return Cost(int((dtype.itemsize + 5) * values), 4 * values, f"a {dims} array of {dtype}", values=values)
@@ -218,7 +227,7 @@ def orgdb_cost(path: str | os.PathLike, layers, max_term_size: int, min_term_siz
     """An upper bound of the co-annotation edges: per layer, the sum over its terms of
     s (s - 1) / 2 for the s genes of each term within the size bounds (one count query per
     layer; the real number is lower where terms overlap)."""
-    from .orgdb import _SOURCES
+    from .orgdb import LAYERS, term_sql
 
     if not Path(path).is_file():
         return None
@@ -226,12 +235,9 @@ def orgdb_cost(path: str | os.PathLike, layers, max_term_size: int, min_term_siz
     try:
         with closing(sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)) as conn:
             for name in dict.fromkeys(layers):
-                if name not in _SOURCES:
+                if name not in LAYERS:
                     return None
-                table, column = _SOURCES[name]
-                term = f"t.{column}"
-                if name == "cytoband":
-                    term = f"rtrim(replace({term}, 'alternate reference locus', ''))"
+                table, term = term_sql(name)
                 sizes = np.array([n for (n,) in conn.execute(
                     f"SELECT COUNT(DISTINCT t._id) FROM {table} AS t WHERE {term} IS NOT NULL AND {term} != '' "
                     f"GROUP BY {term}")], dtype=np.float64)

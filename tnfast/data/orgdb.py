@@ -61,6 +61,17 @@ _SOURCES = {
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+def term_sql(layer: str) -> tuple[str, str]:
+    """(table, SQL expression of the layer's term over that table aliased ``t``)."""
+    table, column = _SOURCES[layer]
+    term = f"t.{column}"
+    if layer == "cytoband":
+        # Alt-locus genes are listed as e.g. "6p21.3 alternate reference locus"; they sit in
+        # that band like the primary-assembly genes.
+        term = f"rtrim(replace({term}, 'alternate reference locus', ''))"
+    return table, term
+
+
 def coannotation_layers(
     path: str | os.PathLike,
     layers: Sequence[str],
@@ -163,11 +174,7 @@ def _annotations(
             raise InputError(
                 path, f"no table {needed!r} (expected from org.Hs.eg.db's org.Hs.eg.sqlite)"
             )
-    term = f"t.{column}"
-    if layer == "cytoband":
-        # Alt-locus genes are listed as e.g. "6p21.3 alternate reference locus"; they sit in
-        # that band like the primary-assembly genes.
-        term = f"rtrim(replace({term}, 'alternate reference locus', ''))"
+    _, term = term_sql(layer)
     where = f"{term} IS NOT NULL AND {term} != ''"
     params: list[str] = []
     if layer.startswith("go-") and excluded:
