@@ -62,6 +62,11 @@ def test_sigkill_then_resume_gives_identical_store(run, reference_store, tmp_pat
     proc.wait()
     killed_at = n_done(store)
     assert 0 < killed_at < total, f"the run was not caught mid-way ({killed_at}/{total} chunks)"
+    # what zarr leaves when a kill lands inside a chunk write (its temporary file, before the
+    # rename); planted so that every run checks the resume clears it, not only an unlucky kill
+    torn = store / "predictions" / "c" / "0" / "0" / "0.0123456789abcdef0123456789abcdef.partial"
+    torn.parent.mkdir(parents=True, exist_ok=True)
+    torn.write_bytes(b"\x28\xb5")
     # the interrupted store says it is incomplete, and nothing reads it as complete
     assert zarr.open_group(store).attrs["complete"] is False
     with pytest.raises(InputError, match="incomplete"):

@@ -7,7 +7,8 @@ chunk); attributes tnfast version, run id, units, chunk size and ``complete``.
 
 Crash safety: zarr writes each chunk file atomically (temporary file + rename), and ``done[k]``
 is set only after prediction chunk k is written, so after a SIGKILL at any moment every chunk
-marked done is whole; ``--resume`` recomputes the others. ``complete`` turns true, and the
+marked done is whole; ``--resume`` removes the temporary files a killed writer left behind and
+recomputes the chunks not marked done. ``complete`` turns true, and the
 metadata is consolidated, only when every chunk is done. Under torchrun each rank writes a
 disjoint, contiguous block of chunks of the same store.
 
@@ -76,8 +77,11 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
     fresh = _check_store(out, meta["run_id"], labels, chunk, overwrite, resume)
 
     rank, size = world()
-    if rank == 0 and fresh:
-        _create_store(out, meta["run_id"], bundle, idx, labels, chunk)
+    if rank == 0:
+        if fresh:
+            _create_store(out, meta["run_id"], bundle, idx, labels, chunk)
+        else:
+            _remove_partial_writes(out)
     barrier()
     root = zarr.open_group(out, mode="r+")
     pred, done = root["predictions"], root["done"]
@@ -190,6 +194,14 @@ def _check_store(out: Path, run_id: str, labels: dict, chunk: int, overwrite: bo
         raise InputError(out, f"was started by run {attrs.get('run_id')} with chunk {attrs.get('chunk')} and other "
                               "genes or types; --resume needs the same run, --chunk, --genes and --types")
     return False
+
+
+def _remove_partial_writes(out: Path) -> None:
+    """Delete the temporary files of writes a kill interrupted: zarr's LocalStore writes a chunk
+    as ``<key>.<uuid hex>.partial`` and renames it, so a SIGKILL can leave one beside the chunks."""
+    for p in out.rglob("*.partial"):
+        if p.is_file():
+            p.unlink()
 
 
 def _create_store(out: Path, run_id: str, bundle, idx: np.ndarray, labels: dict, chunk: int) -> None:
