@@ -94,6 +94,11 @@ def _status_mib(key: str) -> float:
     raise OSError(f"{key} not in /proc/self/status")
 
 
+def peak_rss_mib() -> float:
+    """The process's RSS high-water mark (MiB) since the start or the last :func:`reset_peak_rss`."""
+    return _status_mib("VmHWM")
+
+
 def reset_peak_rss() -> float:
     """Reset the process's RSS high-water mark; return the current RSS (MiB)."""
     Path("/proc/self/clear_refs").write_text("5")
@@ -113,7 +118,7 @@ def measure(step: Callable[[], object], warmup: int, repeats: int, cuda: bool) -
         torch.cuda.synchronize()
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = _status_mib("VmHWM") - base
+        peak = peak_rss_mib() - base
     for _ in range(max(warmup - 1, 0)):
         step()
     times = []

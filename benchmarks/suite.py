@@ -24,6 +24,8 @@ from tnfast.atomic import atomic_file
 from .harness import device_name, git_commit, versions
 
 BENCHMARKS = ("gat", "attention", "train", "infer")
+# Runs by name only, not in "all": at full scale it is a training run of its own (an hour on CPU).
+LONG = ("integrate",)
 SCALES = ("tiny", "small", "full")
 FORMAT_VERSION = 1
 
@@ -36,8 +38,9 @@ def device_slug(cuda: bool) -> str:
 
 
 def report_path(json_path: Path, cuda: bool, date: str) -> Path:
-    """``json_path`` itself, or ``<device>-<date>.json`` inside it when it is a directory."""
-    if json_path.is_dir() or str(json_path).endswith(os.sep):
+    """``json_path`` itself when it names a .json file, else ``<device>-<date>.json`` inside it
+    (a directory, made if need be: the CLI's Path has already dropped any trailing slash)."""
+    if json_path.is_dir() or json_path.suffix.lower() != ".json":
         return json_path / f"{device_slug(cuda)}-{date}.json"
     return json_path
 

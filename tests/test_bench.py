@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import tnfast
 
-from tnfast.benchmarks import bench_attention, suite
+from tnfast.benchmarks import bench_attention, bench_integrate, suite
 from tnfast.kernels import attention_naive
 
 
@@ -90,3 +90,59 @@ def test_bad_arguments(tmp_path, args, msg):
     r = tnfast("bench", *args, cwd=tmp_path)
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_integrate_report(tmp_path):
+    # --json names a directory that does not exist yet: the report goes inside it
+    r = tnfast("bench", "integrate", "--scale", "tiny", "--device", "cpu", "--json", f"{tmp_path}/out",
+               cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (path,) = (tmp_path / "out").glob("cpu-*core-*.json")
+    (row,) = json.loads(path.read_text())["benchmarks"]["integrate"]["results"]
+    assert row["status"] == "ok" and row["finite"] and len(row["steps"]) == 3 == row["end"]["step"]
+    assert (row["heads"], row["gat_layers"]) == (2, 2) and row["median_ms"] > 0 and row["peak_mib"] > 0
+    times = [s["elapsed_s"] for s in row["steps"]]
+    assert times == sorted(times) and times[-1] == row["train_s"]
+    for snap in (row["start"], row["end"]):
+        assert len(snap["edge_auroc"]) == 7 and all(0 <= v <= 1 for v in snap["edge_auroc"].values())
+        assert set(snap["ridge_pearson_delta"]) == {"RNAi", "CRISPR", "OE"}
+    assert set(row["baseline_ridge_pearson_delta"]) == {"RNAi", "CRISPR", "OE"}
+
+
+@pytest.fixture(scope="module")
+def tiny_graph():
+    import numpy as np
+
+    from tnfast.data.synth import synthesize
+    from tnfast.model.graph import MultiplexGraph
+
+    bundle = synthesize("tiny")
+    cfg = bench_integrate.integration_config("tiny")
+    return bundle, MultiplexGraph.for_model(bundle, cfg.model, 0), np
+
+
+def test_edge_auroc_against_oracle_embeddings(tiny_graph):
+    """An embedding whose dot products are one layer's adjacency (plus a constant) ranks that
+    layer's edges above its random pairs (but the few that are edges); a random one is at chance."""
+    import scipy.sparse as sp
+
+    bundle, graph, np = tiny_graph
+    n = bundle.n_genes
+    for name, c in bundle.networks.items():
+        a = sp.csr_matrix((np.ones(len(c.indices)), c.indices, c.indptr), shape=(n, n)).toarray()
+        w, v = np.linalg.eigh(a)
+        exact = v * np.sqrt(w - w.min() + 1e-6)  # exact @ exact.T == a + c I
+        density = len(c.indices) / np.count_nonzero(np.diff(c.indptr)) ** 2
+        assert bench_integrate.edge_auroc(exact, graph)[name] > 0.98 - density, name
+    chance = bench_integrate.edge_auroc(np.random.default_rng(0).normal(size=(n, 64)), graph)
+    assert set(chance) == set(graph.layer_names) and all(abs(x - 0.5) < 0.1 for x in chance.values())
+
+
+def test_ridge_pearson_delta_against_oracle_inputs(tiny_graph):
+    """Ridge from the noise-free truth reaches near the oracle; from noise, nothing."""
+    bundle, _, np = tiny_graph
+    truth = np.concatenate([bundle.truth[t] for t in ("RNAi", "CRISPR", "OE")], axis=1)
+    good = bench_integrate.ridge_pearson_delta(truth, bundle)
+    noise = bench_integrate.ridge_pearson_delta(np.random.default_rng(0).normal(size=(bundle.n_genes, 8)), bundle)
+    assert set(good) == set(noise) == {"RNAi", "CRISPR", "OE"}
+    assert min(good.values()) > 0.5 and max(abs(x) for x in noise.values()) < 0.15

@@ -4,7 +4,7 @@ import numpy as np
 
 from tnfast.data.csr import build_csr
 from tnfast.embed import layer_embedding, multiplex_embedding
-from tnfast.metrics import pearson_delta, row_pearson
+from tnfast.metrics import auroc, pearson_delta, row_pearson
 from tnfast.ridge import fit_ridge
 
 
@@ -14,6 +14,14 @@ def test_row_pearson_hand_values():
     np.testing.assert_allclose(row_pearson(a, b), [1.0, -1.0, 0.0])
     # r of (1,2,3,4) with (1,3,2,4): cov = 4, var = 5 -> 0.8
     np.testing.assert_allclose(row_pearson([[1, 2, 3, 4]], [[1, 3, 2, 4]]), [0.8])
+
+
+def test_auroc_hand_values():
+    # positives 0.9, 0.4 vs negatives 0.5, 0.1, 0.4: of the 6 pairs, 4 won, 1 lost, 1 tied -> 4.5 / 6
+    score = np.array([0.9, 0.5, 0.4, 0.1, 0.4])
+    assert auroc(score, np.array([1, 0, 1, 0, 0], bool)) == 0.75
+    assert auroc(score, score > 0.45) == 1.0 and auroc(-score, score > 0.45) == 0.0
+    assert np.isnan(auroc(score, np.ones(5, bool)))
 
 
 def test_training_mean_has_zero_pearson_delta_but_high_pcc():

@@ -505,9 +505,7 @@ def coannotation_auroc(signatures: np.ndarray, gene_ids: np.ndarray, layer, cent
     (of deviations from ``center`` when given) for telling co-annotated pairs from the rest.
     Returns {auroc, pairs, positives, genes}; auroc is NaN without both kinds of pairs.
     """
-    from scipy.stats import rankdata
-
-    from .metrics import _standardise_rows
+    from .metrics import _standardise_rows, auroc
 
     gene_ids = np.asarray(gene_ids).astype(str)
     pos = {g: i for i, g in enumerate(np.asarray(layer.genes).astype(str).tolist())}
@@ -530,11 +528,7 @@ def coannotation_auroc(signatures: np.ndarray, gene_ids: np.ndarray, layer, cent
     label[s[ok], d[ok]] = label[d[ok], s[ok]] = True
     iu = np.triu_indices(len(keep), 1)
     score, y = sim[iu], label[iu]
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    out.update(pairs=int(len(y)), positives=n_pos)
-    if n_pos and n_neg:  # Mann-Whitney U / (n_pos n_neg), ties counted half
-        r = rankdata(score)
-        out["auroc"] = float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    out.update(pairs=int(len(y)), positives=int(y.sum()), auroc=auroc(score, y))
     return out
 
 

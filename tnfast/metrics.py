@@ -48,6 +48,19 @@ def snap_to_mean(pred: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 
 
+def auroc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` for telling ``positive`` (bool) items from the rest:
+    the Mann-Whitney U over (positives x negatives), ties counted half; NaN without both kinds."""
+    from scipy.stats import rankdata  # here: scipy.stats takes a second to import
+
+    positive = np.asarray(positive, bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not (n_pos and n_neg):
+        return float("nan")
+    r = rankdata(score)
+    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def abs_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """|PCC| per signature: the paper's 'mean absolute PCC' averages this."""
     return np.abs(row_pearson(a, b))
