@@ -35,7 +35,7 @@ import time
 import numpy as np
 import torch
 
-from .harness import header, peak_rss_mib, reset_peak_rss
+from .harness import TINY_MODEL, header, peak_rss_mib, reset_peak_rss
 
 # (max steps, seconds of training) per scale and device; whichever ends first
 BUDGETS = {("tiny", "cpu"): (3, None), ("tiny", "cuda"): (3, None),
@@ -50,8 +50,6 @@ def integration_config(scale: str, sets: list[str] = ()):
     from dataclasses import replace
 
     from tnfast.train_config import resolve
-
-    from .harness import TINY_MODEL
 
     cfg = resolve("full", sets=list(sets), default_profile="full")
     return replace(cfg, model=cfg.model.replace(**TINY_MODEL)) if scale == "tiny" else cfg

@@ -51,7 +51,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..memory import format_count, format_size, memory_bound, peak_note, process_rss, require
-from .tables import _delimiter
+from .tables import delimiter
 
 SAMPLE = 64 << 10  # text sampled per table
 
@@ -125,7 +125,7 @@ def text_shape(path: str | os.PathLike) -> TextShape | None:
     if not lines:
         return TextShape(1.0, total, 1.0)
     data = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    delim = _delimiter(p, data[0]) if data else None
+    delim = delimiter(p, data[0]) if data else None
     fields = np.mean([len(ln.split(delim) if delim else ln.split()) for ln in data]) if data else 1.0
     n = len(lines) if whole else total * len(lines) / max(len(head), 1)
     return TextShape(float(n), float(total), float(fields))

@@ -35,7 +35,8 @@ def open_text(path: str | os.PathLike) -> str:
         raise InputError(p, f"not UTF-8 text (byte {e.start}); expected a delimited text table") from None
 
 
-def _delimiter(path: Path, first: str) -> str | None:
+def delimiter(path: Path, first: str) -> str | None:
+    """The field separator of a table, from its name and its first data line (None: whitespace)."""
     name = path.name.removesuffix(".gz")
     if name.endswith(".csv"):
         return ","
@@ -57,7 +58,7 @@ def read_rows(path: str | os.PathLike, min_columns: int = 1) -> list[tuple[int, 
             if line.strip() and not line.lstrip().startswith("#")]
     if not rows:
         raise InputError(p, "is empty (no data lines)")
-    delim = _delimiter(p, rows[0][1])
+    delim = delimiter(p, rows[0][1])
     out = []
     width = None
     for lineno, line in rows:
