@@ -35,7 +35,7 @@ import time
 import numpy as np
 import torch
 
-from .harness import TINY_MODEL, header, peak_rss_mib, reset_peak_rss
+from .harness import bench_config, header, peak_rss_mib, reset_peak_rss, synthetic_bundle
 
 # (max steps, seconds of training) per scale and device; whichever ends first
 BUDGETS = {("tiny", "cpu"): (3, None), ("tiny", "cuda"): (3, None),
@@ -43,23 +43,6 @@ BUDGETS = {("tiny", "cpu"): (3, None), ("tiny", "cuda"): (3, None),
            ("full", "cpu"): (1000, 3300.0), ("full", "cuda"): (1000, 180.0)}
 AUROC_EDGES = 4096  # sampled edges per layer (and as many random pairs) for edge_auroc
 AUROC_SEED = 12345  # one fixed sample for every checkpoint of every run
-
-
-def integration_config(scale: str, sets: list[str] = ()):
-    """The ``full`` profile (the BIONIC-width encoder), a toy model at tiny, ``--set`` overrides."""
-    from dataclasses import replace
-
-    from tnfast.train_config import resolve
-
-    cfg = resolve("full", sets=list(sets), default_profile="full")
-    return replace(cfg, model=cfg.model.replace(**TINY_MODEL)) if scale == "tiny" else cfg
-
-
-def load_data(scale: str):
-    from tnfast.data.bundle import load_bundle
-    from tnfast.data.synth import default_bundle, synthesize
-
-    return synthesize("tiny") if scale == "tiny" else load_bundle(default_bundle(scale), truth=False)
 
 
 @torch.no_grad()
@@ -115,9 +98,9 @@ def integrate(scale: str, device: str, max_steps: int, budget_s: float | None, s
     from tnfast.train import autocast, build_model
 
     dev = torch.device(device)
-    cfg = integration_config(scale, sets)
+    cfg = bench_config(scale, dev.type == "cuda", sets, profile="full")  # the BIONIC-width encoder
     tc, m = cfg.train, cfg.model
-    bundle = load_data(scale)
+    bundle = synthetic_bundle(scale)
     model, graph = build_model(bundle, cfg, dev)
     row = {"provider": "tnfast", "profile": cfg.profile, "genes": graph.n_genes, "layers": graph.n_layers,
            "directed_edges": int(graph.n_edges), "heads": m.gat_heads, "head_dim": m.gat_head_dim,

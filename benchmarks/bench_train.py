@@ -38,7 +38,7 @@ from unittest import mock
 
 import torch
 
-from .harness import bench_config, csv, header, measure, rel_rms, run_worker, script_main
+from .harness import bench_config, csv, header, measure, rel_rms, run_worker, script_main, synthetic_bundle
 
 MODULE = "tnfast.benchmarks.bench_train"
 PROVIDERS = ("tnfast", "tnfast_reference", "paper")
@@ -49,14 +49,6 @@ PAPER_BATCH = 32
 PAPER_FUNDNN = (1024, 1024, 1024)
 PAPER_EMBEDDING = 512
 TOL = {"fp32": 1e-4, "bf16": 5e-2}
-
-
-@functools.lru_cache(maxsize=1)
-def load_data(scale: str):
-    from tnfast.data.bundle import load_bundle
-    from tnfast.data.synth import default_bundle, synthesize
-
-    return synthesize("tiny") if scale == "tiny" else load_bundle(default_bundle(scale), truth=False)
 
 
 def run_config(scale: str, cuda: bool, provider: str):
@@ -98,7 +90,7 @@ def worker(args) -> dict:
 
     cuda = args.device == "cuda"
     dev = torch.device(args.device)
-    bundle = load_data(args.scale)
+    bundle = synthetic_bundle(args.scale)
     profile, mcfg, tcfg = run_config(args.scale, cuda, args.provider)
     prec = precision(args.provider, cuda)
     graph = MultiplexGraph.for_model(bundle, mcfg, tcfg.seed).to(dev)

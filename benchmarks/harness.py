@@ -10,6 +10,7 @@ through /proc/self/clear_refs). CPU providers still run in fresh subprocesses
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import importlib
 import json
 import os
@@ -186,19 +187,29 @@ def script_main(args, worker: Callable | None, benchmark: Callable[[], dict]) ->
     return 1 if any(r["status"].startswith(("check failed", "error")) for r in report["results"]) else 0
 
 
+@functools.lru_cache(maxsize=1)
+def synthetic_bundle(scale: str):
+    """The synthetic bundle of ``scale`` (the cached default; tiny is generated), without truth."""
+    from tnfast.data.bundle import load_bundle
+    from tnfast.data.synth import default_bundle, synthesize
+
+    return synthesize("tiny") if scale == "tiny" else load_bundle(default_bundle(scale), truth=False)
+
+
 # --scale tiny: a model of seconds on the tiny bundle (the harness is what is tested there)
 TINY_MODEL = dict(gene_embedding_dim=8, structural_dim=4, gat_heads=2, gat_head_dim=4, fusion_dim=8,
                   embedding_dim=16, recon_edges=64, fundnn_hidden=(16,), row_heads=1, row_head_dim=8,
                   col_heads=1, col_head_dim=4, landmark_dim=4, ff_dim=16, blocks=1, recycles=2)
 
 
-def bench_config(scale: str, cuda: bool, sets: list[str] = ()):
+def bench_config(scale: str, cuda: bool, sets: list[str] = (), profile: str | None = None):
     """The run configuration ``tnfast train`` would use on the device (profile ``full`` on CUDA,
-    ``quick`` on CPU) with ``--set`` overrides; at ``--scale tiny`` the model is TINY_MODEL."""
+    ``quick`` on CPU, unless ``profile`` is given) with ``--set`` overrides; at ``--scale tiny``
+    the model is TINY_MODEL."""
     from dataclasses import replace
 
     from tnfast.train_config import resolve
 
-    profile = "full" if cuda else "quick"
+    profile = profile or ("full" if cuda else "quick")
     cfg = resolve(profile, sets=list(sets), default_profile=profile)
     return replace(cfg, model=cfg.model.replace(**TINY_MODEL)) if scale == "tiny" else cfg

@@ -12,6 +12,7 @@ import torch
 from conftest import tnfast
 
 from tnfast.benchmarks import bench_attention, bench_integrate, suite
+from tnfast.benchmarks.harness import bench_config
 from tnfast.kernels import attention_naive
 
 
@@ -117,7 +118,7 @@ def tiny_graph():
     from tnfast.model.graph import MultiplexGraph
 
     bundle = synthesize("tiny")
-    cfg = bench_integrate.integration_config("tiny")
+    cfg = bench_config("tiny", False, profile="full")
     return bundle, MultiplexGraph.for_model(bundle, cfg.model, 0), np
 
 
