@@ -341,7 +341,8 @@ def test_no_target_leakage_through_the_model():
     leaked[rows, target] = torch.randn(8, N_LM) * 50.0  # the truth we are asked to predict
     assert torch.equal(model(emb, genes, target, leaked, available), pred)
     other = measured.clone()
-    other[rows, (target + 1) % 3] += 5.0  # another type's measurement is a legitimate input
+    # another type's measurement is a legitimate input (not a constant shift: the pre-norms remove it)
+    other[rows, (target + 1) % 3] += 5.0 * torch.randn(8, N_LM, generator=torch.Generator().manual_seed(3))
     assert not torch.allclose(model(emb, genes, target, other, available), pred)
     # predict(): type t of a gene never sees the gene's own t measurement either
     full = model.predict(emb[genes], measured, available, unscale=False)

@@ -5,7 +5,7 @@ import numpy as np
 from tnfast.data.csr import build_csr
 from tnfast.embed import layer_embedding, multiplex_embedding
 from tnfast.metrics import auroc, pearson_delta, row_pearson
-from tnfast.ridge import fit_ridge
+from tnfast.ridge import fit_ridge, loo_errors
 
 
 def test_row_pearson_hand_values():
@@ -52,9 +52,21 @@ def test_ridge_matches_normal_equations_and_picks_alpha_on_valid():
     assert np.abs(noise.predict(x[60:]) - noise.y_mean).max() < 1e-2
 
 
-def test_ridge_without_valid_rows_uses_middle_alpha():
-    x = np.eye(4)
-    assert fit_ridge(x, x, None, None, alphas=(1.0, 2.0, 3.0)).alpha == 2.0
+def test_ridge_without_valid_rows_picks_the_leave_one_out_alpha():
+    # oracle: refit without each row in turn, predict it, average the squared errors
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(25, 8))
+    y = x @ rng.normal(size=(8, 5)) + rng.normal(size=(25, 5))
+    alphas = (1e-3, 0.3, 3.0, 30.0, 1e4)
+    brute = []
+    for a in alphas:
+        err = [(fit_ridge(np.delete(x, i, 0), np.delete(y, i, 0), alphas=(a,)).predict(x[i:i + 1]) - y[i]) ** 2
+               for i in range(len(x))]
+        brute.append(np.mean(err))
+    np.testing.assert_allclose(loo_errors(x, y, alphas), brute, rtol=1e-4)
+    assert fit_ridge(x, y, None, None, alphas=alphas).alpha == alphas[int(np.argmin(brute))]
+    # pure noise: the largest penalty wins (nothing to learn)
+    assert fit_ridge(x, rng.normal(size=(25, 5)), alphas=alphas).alpha == 1e4
 
 
 def test_embedding_reflects_neighbourhoods():

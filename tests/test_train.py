@@ -72,52 +72,65 @@ def test_run_directory_contents(cli_run, tiny):
         assert rec["score"] == pytest.approx(np.mean([m["pearson_delta"] for m in rec["valid"].values()]))
     best = [rec for rec in recs if rec.get("best")]
     assert best and best[-1]["step"] == run["best_step"]
-    # the summary is the best checkpoint's: its valid PearsonΔ is the best record's (PearsonΔ is blind
-    # to the shrinkage fitted afterwards, unless that is 0: then the model predicts the mean)
+    # the summary is the best checkpoint's: its valid PearsonΔ is the best record's where the gate
+    # fitted afterwards kept all of the network's correction (PearsonΔ is blind to the shrinkage,
+    # unless that is 0: then the model predicts the mean)
     for t, m in best[-1]["valid"].items():
-        shrink = run["shrink"][t]
-        assert 0.0 <= shrink <= 1.0 and state["shrink"][["RNAi", "CRISPR", "OE"].index(t)] == pytest.approx(shrink)
-        want = m["pearson_delta"] if shrink > 0 else 0.0
-        assert run["metrics"][t]["valid"]["model"]["pearson_delta"] == pytest.approx(want, abs=1e-6)
+        ti = ["RNAi", "CRISPR", "OE"].index(t)
+        gate, shrink = run["gate"][t], run["shrink"][t]
+        assert 0.0 <= shrink <= 1.0 and state["shrink"][ti] == pytest.approx(shrink)
+        assert 0.0 <= gate <= 1.0 and state["gate"][ti] == pytest.approx(gate)
+        if gate == 1.0:
+            want = m["pearson_delta"] if shrink > 0 else 0.0
+            assert run["metrics"][t]["valid"]["model"]["pearson_delta"] == pytest.approx(want, abs=1e-6)
 
 
-def test_shrinkage_minimises_valid_mse(tiny, tmp_path):
-    """The fitted factor is the least-squares one: scaling the deviation by any other factor does
-    worse on the valid split (in scaled units, where the fit is done)."""
-    from tnfast.train import _Valid, build_model, fit_shrinkage
-    from tnfast.model import Measurements
+def test_gate_and_shrinkage_minimise_valid_mse(tiny, tmp_path):
+    """The fitted factors are the least-squares ones: the gate on what the network adds to the
+    ridge prior (with no shrinkage), then the shrinkage of the gated deviation; any other factor
+    does worse on the valid split (in scaled units, where the fit is done)."""
+    from tnfast.train import _Valid, build_model, fit_output_scales
+    from tnfast.model import Measurements, split_samples
 
     b = load_bundle(tiny)
     cfg = resolve(config=TINY)
     model, graph = build_model(b, cfg, torch.device("cpu"))
     model.scaler.fit_bundle(b)
     meas = Measurements.from_bundle(b, ("train",), model.scaler)
+    genes, types, values = split_samples(b, "train", ["RNAi", "CRISPR", "OE"])
+    types = torch.from_numpy(types)
+    model.fit_prior(graph, torch.from_numpy(genes), types, model.scaler.transform(torch.from_numpy(values), types))
+    assert bool(model.prior.fitted.all())
     valid = _Valid.from_bundle(b, ["RNAi", "CRISPR", "OE"])
     gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # an untrained model that predicts sizeable gene-specific deviations
+    with torch.no_grad():  # an untrained model that adds sizeable gene-specific deviations to the prior
         for head in model.fundnn.mlps:
             head[-1].weight.normal_(0, 0.3, generator=gen)
             head[-1].bias.normal_(0, 0.3, generator=gen)
-    fit_shrinkage(model, graph, meas, valid, torch.device("cpu"), "fp32")
+    fit_output_scales(model, graph, meas, valid, torch.device("cpu"), "fp32")
     model.eval()
     emb = model.encode(graph)
     for t, (pos, truth, _) in valid.types.items():
         ti = ["RNAi", "CRISPR", "OE"].index(t)
-        lam = float(model.shrink[ti])
-        assert 0.0 <= lam <= 1.0
+        gate, lam = float(model.gate[ti]), float(model.shrink[ti])
+        assert 0.0 <= gate <= 1.0 and 0.0 <= lam <= 1.0
         tt = torch.full((len(pos),), ti)
         y = model.scaler.transform(torch.from_numpy(truth), tt)
 
-        def mse(factor):
-            model.shrink[ti] = factor
-            p = model.predict_genes(emb, valid.genes, meas)[torch.from_numpy(pos), ti]
+        def mse(buffer, factor):
+            buffer[ti] = factor
+            p = model.predict_genes(emb, valid.genes, meas, graph=graph)[torch.from_numpy(pos), ti]
             return float((model.scaler.transform(p, tt) - y).pow(2).mean())
 
-        best = mse(lam)
-        for other in (lam * 0.5, min(lam * 1.5, 1.0), 0.0, 1.0):
-            if other != lam:
-                assert best <= mse(other) + 1e-9
-        model.shrink[ti] = lam
+        for buffer, best_factor in ((model.gate, gate), (model.shrink, lam)):
+            if buffer is model.gate:
+                model.shrink[ti] = 1.0  # the gate is fitted before any shrinkage
+            best = mse(buffer, best_factor)
+            for other in (best_factor * 0.5, min(best_factor * 1.5, 1.0), 0.0, 1.0):
+                if other != best_factor:
+                    assert best <= mse(buffer, other) + 1e-9
+            buffer[ti] = best_factor
+            model.shrink[ti] = lam
 
 
 def test_predictor_reproduces_the_run_summary(cli_run, tiny):

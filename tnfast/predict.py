@@ -143,7 +143,7 @@ def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence
 
     def fn(types: list[str], idx: np.ndarray) -> np.ndarray:
         with torch.no_grad(), autocast(dev, cfg.train.precision):
-            pred = model.predict_genes(emb, torch.from_numpy(idx), meas)
+            pred = model.predict_genes(emb, torch.from_numpy(idx), meas, graph=graph)
         cols = torch.tensor([TYPES.index(t) for t in types], device=pred.device)
         return pred.index_select(1, cols).transpose(0, 1).cpu().numpy()
 

@@ -105,7 +105,7 @@ def _valid_predictions(model: TranscriptionNet, graph: MultiplexGraph, meas: Mea
     """(g, T, L) predictions (signature units, CPU) of the valid genes, as unmeasured genes."""
     model.eval()
     with torch.no_grad(), autocast(device, precision):
-        return model.predict_genes(model.encode(graph), valid.genes, meas).cpu()
+        return model.predict_genes(model.encode(graph), valid.genes, meas, graph=graph).cpu()
 
 
 def _validate(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, valid: _Valid,
@@ -204,6 +204,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     s_genes, s_types, s_values = split_samples(bundle, "train", types)
     s_genes, s_types = torch.from_numpy(s_genes), torch.from_numpy(s_types)
     s_truth = model.scaler.transform(torch.from_numpy(s_values).to(dev), s_types.to(dev))
+    model.fit_prior(graph, s_genes, s_types, s_truth)
     valid = _Valid.from_bundle(bundle, types)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     gen_batch = torch.Generator().manual_seed(tc.seed + 1)  # sample order, hidden measurements
@@ -312,7 +313,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     barrier()
     model.load_state_dict(load_tensors(best_path, dev))
     if valid.types:
-        fit_shrinkage(model, graph, meas, valid, dev, tc.precision)
+        fit_output_scales(model, graph, meas, valid, dev, tc.precision)
         if rank == 0:
             _save(model.state_dict(), best_path)
     progress(f"best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f}); scoring valid and test")
@@ -321,6 +322,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         with atomic_file(run_dir / "run.json") as tmp:
             tmp.write_text(run_record(run_id, MODEL_KIND, data, types, cfg.to_dict(), summary,
                                       dims=model.dims.to_dict(), best_step=st["best_step"], steps=st["step"],
+                                      gate=dict(zip(TYPES, model.gate.tolist())),
                                       shrink=dict(zip(TYPES, model.shrink.tolist()))))
         ckpt_path.unlink(missing_ok=True)
     return run_dir, summary
@@ -336,22 +338,36 @@ def learning_rate(tc: TrainConfig, joint_step: int) -> float:
     return tc.lr * (tc.lr_final + (1 - tc.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def _least_squares_factor(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The c in [0, 1] minimising |y - c x|^2 (1 when x is 0)."""
+    den = float((x * x).sum())
+    return min(max(float((x * y).sum()) / den, 0.0), 1.0) if den > 0 else 1.0
+
+
 @torch.no_grad()
-def fit_shrinkage(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, valid: _Valid,
-                  device: torch.device, precision: str) -> None:
-    """Set ``model.shrink``: per type, the factor in [0, 1] on the predicted deviation from the
-    training mean that minimises the valid MSE (least squares in scaled units). PearsonΔ is
-    blind to it; PCC and MSE are not: a model that has learnt a little gene-specific signal
-    and much noise (small data) is pulled back towards the mean, as ridge's penalty does."""
+def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, valid: _Valid,
+                      device: torch.device, precision: str) -> None:
+    """Set ``model.gate`` then ``model.shrink`` per type, each the factor in [0, 1] of least valid
+    MSE (scaled units): ``gate`` on what training added to the ridge prior (small data: where the
+    network's correction is noise, the model falls back to the ridge), then ``shrink`` on the
+    deviation from the training mean. PearsonΔ is blind to the shrink, PCC and MSE are not: a
+    model that has learnt a little gene-specific signal and much noise is pulled back towards the
+    mean, as ridge's penalty does."""
+    model.gate.fill_(1.0)
     model.shrink.fill_(1.0)
     pred = _valid_predictions(model, graph, meas, valid, device, precision).to(device)
     for t, (pos, truth, _) in valid.types.items():
         ti = TYPES.index(t)
+        rows = torch.from_numpy(pos).to(device)
         tt = torch.full((len(pos),), ti, dtype=torch.long, device=device)
-        p = model.scaler.transform(pred[torch.from_numpy(pos).to(device), ti], tt)
+        p = model.scaler.transform(pred[rows, ti], tt)
         y = model.scaler.transform(torch.from_numpy(truth).to(device), tt)
-        den = float((p * p).sum())
-        model.shrink[ti] = min(max(float((p * y).sum()) / den, 0.0), 1.0) if den > 0 else 1.0
+        base = model._prior_rows(model.prior_inputs(graph, valid.genes[rows.cpu()]))
+        if base is not None and bool(model.prior.fitted[ti]):
+            base = base[:, ti].float()
+            model.gate[ti] = _least_squares_factor(p - base, y - base)
+            p = base + model.gate[ti] * (p - base)
+        model.shrink[ti] = _least_squares_factor(p, y)
 
 
 def summarize(model: TranscriptionNet, graph: MultiplexGraph, bundle: Bundle, meas: Measurements,
@@ -362,6 +378,7 @@ def summarize(model: TranscriptionNet, graph: MultiplexGraph, bundle: Bundle, me
         emb = model.encode(graph)
 
         def predict(t: str, genes: np.ndarray) -> np.ndarray:
-            return model.predict_genes(emb, torch.from_numpy(genes.astype(np.int64)), meas)[:, TYPES.index(t)].cpu().numpy()
+            return model.predict_genes(emb, torch.from_numpy(genes.astype(np.int64)), meas,
+                                       graph=graph)[:, TYPES.index(t)].cpu().numpy()
 
         return split_scores(bundle, predict, types)

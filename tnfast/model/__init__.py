@@ -6,11 +6,12 @@ Typical use (the training loop owns the order; all values in the Scaler's units 
     model = TranscriptionNet(cfg, ModelDims.from_graph(graph, len(bundle.landmarks))).to(device)
     model.scaler.fit_bundle(bundle)                          # training rows only
     meas = Measurements.from_bundle(bundle, ("train",), model.scaler).to(device)
+    model.fit_prior(graph, genes, types, scaled_truth)       # training samples only
     gen = torch.Generator().manual_seed(seed)                # CPU generator: edge sampling
     emb = model.encode(graph)                                # (N, E), once per step
     rec = model.reconstruction_loss(emb, graph, gen)         # unsupervised, all genes
     values, avail = meas.gather(genes)                       # drop some avail at random: most
-    pred = model(emb, genes, target, values, avail)          # genes are unmeasured at inference
+    pred = model(emb, genes, target, values, avail, graph=graph)  # genes are unmeasured at inference
     loss = signature_loss(pred, model.scaler.transform(truth, target), cfg.beta) + w * rec
 
 Everything learned or fitted (including the scaler) is a parameter or buffer, so
@@ -33,13 +34,14 @@ from .gensan import AxialBlock, GenSAN
 from .graph import MultiplexGraph
 from .heads import FunDNN
 from .loss import row_pearson, signature_loss
+from .prior import RidgePrior, n_prior_inputs, prior_inputs
 from .reconstruction import reconstruction_loss, sample_pairs
 from .samples import Measurements, gensan_input, split_samples
 from .scaler import Scaler
 
 __all__ = [
     "AxialBlock", "FunDNN", "GenSAN", "Measurements", "ModelConfig", "ModelDims", "ModelOutput", "MultiplexEncoder",
-    "MultiplexGraph", "PROFILES", "Scaler", "TranscriptionNet", "gensan_input", "masked_fusion",
+    "MultiplexGraph", "PROFILES", "RidgePrior", "Scaler", "TranscriptionNet", "gensan_input", "masked_fusion",
     "profile", "reconstruction_loss", "row_pearson", "sample_pairs", "signature_loss", "split_samples",
 ]
 
@@ -87,11 +89,18 @@ class TranscriptionNet(nn.Module):
         self.config, self.dims = config, dims
         n_types = len(TYPES)
         self.encoder = MultiplexEncoder(config, dims.n_genes, dims.n_layers, dims.n_features, dims.n_structural)
-        self.fundnn = FunDNN(config.embedding_dim, dims.n_landmarks, config.fundnn_hidden, config.dropout, n_types)
+        n_prior = n_prior_inputs(dims.n_structural, dims.n_features, self.encoder.use_features)
+        # FunDNN's first guess = ridge prior (fixed inputs, closed form) + MLP (learned embedding)
+        self.prior = RidgePrior(n_prior, dims.n_landmarks, n_types) if config.ridge_prior and n_prior else None
+        self.fundnn = FunDNN(config.embedding_dim, dims.n_landmarks, config.fundnn_hidden, config.dropout, n_types,
+                             zero_last=self.prior is not None)
         self.gensan = GenSAN(dims.n_landmarks, config, n_types)
         self.scaler = Scaler(dims.n_landmarks, n_types, config.scale_per_landmark)
-        # Per-type factor on the predicted deviation from the training mean (scaled units are
-        # centred on it), fitted on the valid split after training (tnfast.train): 1 = none.
+        # Fitted per type on the valid split after training (tnfast.train.fit_output_scales),
+        # 1 = none: ``gate`` weighs what training added to the ridge prior (prediction = prior +
+        # gate x (model - prior)); ``shrink`` scales the predicted deviation from the training
+        # mean (scaled units are centred on it).
+        self.register_buffer("gate", torch.ones(n_types))
         self.register_buffer("shrink", torch.ones(n_types))
 
     # ---- the three stages -----------------------------------------------------------------
@@ -99,9 +108,37 @@ class TranscriptionNet(nn.Module):
         """(N, E) embeddings of every gene: a full-graph pass (one GAT kernel call per depth)."""
         return self.encoder(graph)
 
-    def first_guess(self, emb_rows: torch.Tensor) -> torch.Tensor:
-        """(n, E) embeddings of some genes -> (n, T, L) FunDNN guesses, every type."""
-        return self.fundnn(emb_rows)
+    def first_guess(self, emb_rows: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, E) embeddings of some genes -> (n, T, L) FunDNN guesses, every type. ``inputs``:
+        the genes' (n, P) :meth:`prior_inputs`, needed once the ridge prior is fitted."""
+        return self._guess(emb_rows, self._prior_rows(inputs))
+
+    def _prior_rows(self, inputs: torch.Tensor | None) -> torch.Tensor | None:
+        """(n, T, L) ridge prior of the genes whose prior inputs are ``inputs``; None without one."""
+        if self.prior is None:
+            return None
+        if inputs is None:
+            if bool(self.prior.fitted.any()):
+                raise ValueError("this model's ridge prior is fitted; pass the genes' prior inputs "
+                                 "(model.prior_inputs(graph, genes))")
+            return None
+        return self.prior(inputs)
+
+    def _guess(self, emb_rows: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
+        guess = self.fundnn(emb_rows)
+        return guess if base is None else guess + base.to(guess.dtype)
+
+    def prior_inputs(self, graph: MultiplexGraph, genes: torch.Tensor) -> torch.Tensor | None:
+        """(n, P) fixed inputs of ``genes`` that the ridge prior reads; None without a prior."""
+        if self.prior is None:
+            return None
+        return prior_inputs(graph, genes, self.dims.n_layers, self.encoder.use_features)
+
+    @torch.no_grad()
+    def fit_prior(self, graph: MultiplexGraph, genes: torch.Tensor, types: torch.Tensor, truth: torch.Tensor) -> None:
+        """Fit the ridge prior on training samples: genes (n,), types (n,), truth (n, L) scaled."""
+        if self.prior is not None:
+            self.prior.fit(self.prior_inputs(graph, genes), types, truth)
 
     def refine(self, x: torch.Tensor, is_measured: torch.Tensor, recycles: int | None = None) -> torch.Tensor:
         """GenSAN: (n, T, L) input matrices + (n, T) bool measured flags -> (n, T, L).
@@ -111,7 +148,8 @@ class TranscriptionNet(nn.Module):
     # ---- training -----------------------------------------------------------------------------
     def forward(self, emb: "torch.Tensor | MultiplexGraph", genes: torch.Tensor, target: torch.Tensor,
                 measured: torch.Tensor | None = None, available: torch.Tensor | None = None,
-                return_all: bool = False, generator: torch.Generator | None = None):
+                return_all: bool = False, generator: torch.Generator | None = None,
+                graph: MultiplexGraph | None = None):
         """Predictions for a batch of (gene, target type) samples, leakage-free.
 
         Args:
@@ -124,6 +162,7 @@ class TranscriptionNet(nn.Module):
                 The target's own measurement is never used (see ``gensan_input``).
             return_all: return a :class:`ModelOutput` instead of the prediction alone.
             generator: with a graph as ``emb``, also compute the reconstruction loss with it.
+            graph: the graph ``emb`` came from, when ``emb`` is a tensor (the ridge prior's inputs).
 
         Returns:
             (n, L) the refined prediction for each sample's target type, in scaled units; with
@@ -141,7 +180,8 @@ class TranscriptionNet(nn.Module):
             raise ValueError("forward: a generator (reconstruction loss) needs the graph as first argument")
         genes = genes.to(emb.device).long()
         target = target.to(emb.device).long()
-        guess = self.first_guess(emb.index_select(0, genes))
+        inputs = self.prior_inputs(graph, genes) if graph is not None else None
+        guess = self.first_guess(emb.index_select(0, genes), inputs)
         x, is_measured = gensan_input(guess, target, measured, available)
         refined = self.refine(x, is_measured)
         pred = refined[torch.arange(len(genes), device=emb.device), target]
@@ -164,13 +204,16 @@ class TranscriptionNet(nn.Module):
     # ---- inference ------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, emb_rows: torch.Tensor, measured: torch.Tensor | None = None,
-                available: torch.Tensor | None = None, unscale: bool = True) -> torch.Tensor:
+                available: torch.Tensor | None = None, unscale: bool = True,
+                inputs: torch.Tensor | None = None) -> torch.Tensor:
         """(n, T, L) predictions of every type for n genes, in the signatures' units when
-        ``unscale`` (else scaled). Each type t is predicted as a sample with target t (its own
-        measurement never used); genes with no usable measurement in another type share one
-        GenSAN run for all their types (their three inputs are identical)."""
+        ``unscale`` (else scaled); ``inputs`` as for :meth:`first_guess`. Each type t is
+        predicted as a sample with target t (its own measurement never used); genes with no
+        usable measurement in another type share one GenSAN run for all their types (their three
+        inputs are identical). Then ``gate`` and ``shrink`` apply (see ``__init__``)."""
         n, t_n = emb_rows.shape[0], len(TYPES)
-        guess = self.first_guess(emb_rows).float()  # float32 out, also under autocast
+        base = self._prior_rows(inputs)
+        guess = self._guess(emb_rows, base).float()  # float32 out, also under autocast
         dev = guess.device
         if available is None or measured is None:
             avail = torch.zeros(n, t_n, dtype=torch.bool, device=dev)
@@ -190,22 +233,27 @@ class TranscriptionNet(nn.Module):
         if rows.numel():
             ref = self.refine(guess[rows], torch.zeros(rows.numel(), t_n, dtype=torch.bool, device=dev))
             out[rows] = torch.where(need[rows][..., None], out[rows], ref)
+        if base is not None:
+            base = base.float()
+            out = base + self.gate.to(out)[None, :, None] * (out - base)
         out = out * self.shrink.to(out)[None, :, None]
         return self.scaler.inverse(out) if unscale else out
 
     @torch.no_grad()
     def predict_genes(self, emb: torch.Tensor, genes: torch.Tensor, measurements: Measurements | None = None,
-                      batch: int = 512) -> torch.Tensor:
+                      batch: int = 512, graph: MultiplexGraph | None = None) -> torch.Tensor:
         """(n, T, L) float32 predictions of every type for gene indices ``genes`` (n,), in the
         signatures' units, ``batch`` genes at a time. ``emb``: (N, E) from :meth:`encode`;
         ``measurements``: what may serve as inputs for the other types (its gene's own target
-        never does, see :meth:`predict`); None: nothing measured."""
+        never does, see :meth:`predict`); None: nothing measured. ``graph``: the graph ``emb``
+        came from (the ridge prior's inputs; needed once it is fitted)."""
         genes = genes.to(emb.device).long()
         outs = []
         for i in range(0, len(genes), batch):
             g = genes[i:i + batch]
             values, avail = measurements.gather(g) if measurements is not None else (None, None)
-            outs.append(self.predict(emb.index_select(0, g), values, avail).float())
+            inputs = self.prior_inputs(graph, g) if graph is not None else None
+            outs.append(self.predict(emb.index_select(0, g), values, avail, inputs=inputs).float())
         if not outs:
             return emb.new_zeros(0, len(TYPES), self.dims.n_landmarks, dtype=torch.float32)
         return torch.cat(outs)

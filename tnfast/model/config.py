@@ -41,6 +41,9 @@ class ModelConfig:
     negatives_per_edge: int = 1  # uniform random non-edges per sampled edge
     # ---- FunDNN ---------------------------------------------------------------------------
     fundnn_hidden: tuple[int, ...] = (1024, 1024)
+    # first guess = a closed-form ridge from the fixed inputs (structural + features), fitted on
+    # the training split, + the MLP's residual (tnfast.model.prior)
+    ridge_prior: bool = True
     dropout: float = 0.1  # FunDNN and GenSAN
     # ---- GenSAN ---------------------------------------------------------------------------
     row_heads: int = 8  # attention across the 3 rows: each row (978-wide) projected to heads
