@@ -74,22 +74,22 @@ def test_run_directory_contents(cli_run, tiny):
     assert best and best[-1]["step"] == run["best_step"]
     # the summary is the best checkpoint's: its valid PearsonΔ is the best record's where the gate
     # fitted afterwards kept all of the network's correction (PearsonΔ is blind to the shrinkage,
-    # unless that is 0: then the model predicts the mean)
+    # which is never 0)
     for t, m in best[-1]["valid"].items():
         ti = ["RNAi", "CRISPR", "OE"].index(t)
         gate, shrink = run["gate"][t], run["shrink"][t]
-        assert 0.0 <= shrink <= 1.0 and state["shrink"][ti] == pytest.approx(shrink)
+        assert 0.1 <= shrink <= 1.0 and state["shrink"][ti] == pytest.approx(shrink)
         assert 0.0 <= gate <= 1.0 and state["gate"][ti] == pytest.approx(gate)
         if gate == 1.0:
-            want = m["pearson_delta"] if shrink > 0 else 0.0
-            assert run["metrics"][t]["valid"]["model"]["pearson_delta"] == pytest.approx(want, abs=1e-6)
+            assert run["metrics"][t]["valid"]["model"]["pearson_delta"] == pytest.approx(m["pearson_delta"], abs=1e-6)
 
 
 def test_gate_and_shrinkage_minimise_valid_mse(tiny, tmp_path):
     """The fitted factors are the least-squares ones: the gate on what the network adds to the
-    ridge prior (with no shrinkage), then the shrinkage of the gated deviation; any other factor
-    does worse on the valid split (in scaled units, where the fit is done)."""
-    from tnfast.train import _Valid, build_model, fit_output_scales
+    ridge prior (with no shrinkage, in [0, 1]), then the shrinkage of the gated deviation (in
+    [MIN_SHRINK, 1]); any other factor in its range does worse on the valid split (in scaled
+    units, where the fit is done)."""
+    from tnfast.train import MIN_SHRINK, _Valid, build_model, fit_output_scales
     from tnfast.model import Measurements, split_samples
 
     b = load_bundle(tiny)
@@ -113,7 +113,7 @@ def test_gate_and_shrinkage_minimise_valid_mse(tiny, tmp_path):
     for t, (pos, truth, _) in valid.types.items():
         ti = ["RNAi", "CRISPR", "OE"].index(t)
         gate, lam = float(model.gate[ti]), float(model.shrink[ti])
-        assert 0.0 <= gate <= 1.0 and 0.0 <= lam <= 1.0
+        assert 0.0 <= gate <= 1.0 and MIN_SHRINK <= lam <= 1.0
         tt = torch.full((len(pos),), ti)
         y = model.scaler.transform(torch.from_numpy(truth), tt)
 
@@ -122,12 +122,12 @@ def test_gate_and_shrinkage_minimise_valid_mse(tiny, tmp_path):
             p = model.predict_genes(emb, valid.genes, meas, graph=graph)[torch.from_numpy(pos), ti]
             return float((model.scaler.transform(p, tt) - y).pow(2).mean())
 
-        for buffer, best_factor in ((model.gate, gate), (model.shrink, lam)):
+        for buffer, best_factor, low in ((model.gate, gate, 0.0), (model.shrink, lam, MIN_SHRINK)):
             if buffer is model.gate:
                 model.shrink[ti] = 1.0  # the gate is fitted before any shrinkage
             best = mse(buffer, best_factor)
-            for other in (best_factor * 0.5, min(best_factor * 1.5, 1.0), 0.0, 1.0):
-                if other != best_factor:
+            for other in (best_factor * 0.5, min(best_factor * 1.5, 1.0), low, 1.0):
+                if other != best_factor and other >= low:
                     assert best <= mse(buffer, other) + 1e-9
             buffer[ti] = best_factor
             model.shrink[ti] = lam
