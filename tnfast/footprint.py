@@ -117,6 +117,7 @@ def model_parameters(shape: BundleShape, m: dict) -> int:
     block = (3 * 2 * n_lm + (n_lm + 1) * 3 * rw + (rw + 1) * n_lm + n_lm * lmd + (t + lmd + 1) * 3 * cw
              + (cw + 1) * t + (n_lm + 1) * m["ff_dim"] + (m["ff_dim"] + 1) * n_lm)
     gensan = t * 2 * n_lm + m["blocks"] * block
+    # .get: a run saved before the option existed (its config lacks it) had no prior
     n_prior = (n_struct + feats) if m.get("ridge_prior") else 0
     prior = t * (n_prior * n_lm + n_prior + n_lm + 2) if n_prior else 0  # weight, x/y means, alpha, fitted
     return enc + fun + gensan + prior + (2 * t * n_lm + t) + 2 * t  # + scaler, gate and shrink buffers

@@ -356,21 +356,22 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
     """Set ``model.gate`` then ``model.shrink`` per type, each the factor in [0, 1] of least valid
     MSE (scaled units): ``gate`` on what training added to the ridge prior (small data: where the
     network's correction is noise, the model falls back to the ridge), then ``shrink`` (at least
-    ``MIN_SHRINK``) on the deviation from the training mean. PearsonΔ is blind to the shrink, PCC and MSE are not: a
-    model that has learnt a little gene-specific signal and much noise is pulled back towards the
-    mean, as ridge's penalty does."""
+    ``MIN_SHRINK``) on the deviation from the training mean. PearsonΔ is blind to the shrink,
+    PCC and MSE are not: a model that has learnt a little gene-specific signal and much noise is
+    pulled back towards the mean, as ridge's penalty does."""
     model.gate.fill_(1.0)
     model.shrink.fill_(1.0)
     pred = _valid_predictions(model, graph, meas, valid, device, precision).to(device)
+    # the prior alone, scaled units, every valid gene and type: (g, T, L)
+    prior = None if model.prior is None else model.prior(model.prior_inputs(graph, valid.genes)).float()
     for t, (pos, truth, _) in valid.types.items():
         ti = TYPES.index(t)
         rows = torch.from_numpy(pos).to(device)
         tt = torch.full((len(pos),), ti, dtype=torch.long, device=device)
         p = model.scaler.transform(pred[rows, ti], tt)
         y = model.scaler.transform(torch.from_numpy(truth).to(device), tt)
-        base = model._prior_rows(model.prior_inputs(graph, valid.genes[rows.cpu()]))
-        if base is not None and bool(model.prior.fitted[ti]):
-            base = base[:, ti].float()
+        if prior is not None and bool(model.prior.fitted[ti]):
+            base = prior[rows, ti]
             model.gate[ti] = _least_squares_factor(p - base, y - base)
             p = base + model.gate[ti] * (p - base)
         model.shrink[ti] = _least_squares_factor(p, y, MIN_SHRINK)
