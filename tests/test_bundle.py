@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import stat
+import zipfile
 
 import numpy as np
 import pytest
@@ -225,6 +227,22 @@ def broken_npz_missing_array(p):
     return p, p / "networks" / "ppi.npz", "missing arrays"
 
 
+def broken_npz_member_not_npy(p):
+    # A zip member under an array's name whose bytes are no .npy: numpy returns the raw bytes.
+    c = build_csr(np.array([0]), np.array([1]), 5)
+    with zipfile.ZipFile(p / "networks" / "ppi.npz", "w") as z:
+        z.writestr("indptr.npy", _npy_bytes(c.indptr))
+        z.writestr("indices.npy", b"not an array")
+        z.writestr("weights.npy", _npy_bytes(c.weights))
+    return p, p / "networks" / "ppi.npz", "'indices' is not an .npy array"
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
 def broken_layer_file_missing(p):
     (p / "networks" / "go-bp.npz").unlink()
     return p, p / "networks" / "go-bp.npz", "no such file"
@@ -306,6 +324,17 @@ def broken_truth_pickled(p):
     np.save(p / "truth" / "OE.npy", np.array([{"a": 1}], dtype=object))
     return p, p / "truth" / "OE.npy", "not a readable .npy"
 
+
+
+def broken_truth_npz(p):
+    with open(p / "truth" / "OE.npy", "wb") as fh:
+        np.savez(fh, truth=np.zeros((5, 3), np.float32))
+    return p, p / "truth" / "OE.npy", ".npz archive"
+
+
+def broken_truth_text(p):
+    np.save(p / "truth" / "OE.npy", np.full((5, 3), "x"))
+    return p, p / "truth" / "OE.npy", "floating-point"
 
 BROKEN = [v for k, v in sorted(globals().items()) if k.startswith("broken_")]
 

@@ -816,7 +816,7 @@ def test_bundle_npy_header_that_breaks_numpys_python2_clean_up(tmp_path):
     d = _bundle(tmp_path)
     good = (d / "truth" / "OE.npy").read_bytes()
     (d / "truth" / "OE.npy").write_bytes(good.replace(b"}", b" ", 1))
-    _refused(lambda: load_bundle(d), "OE.npy", "not a readable .npy file")
+    _refused(lambda: load_bundle(d), "OE.npy", "not a readable .npy array")
     (d / "truth" / "OE.npy").write_bytes(good)
     (d / "features.npz").write_bytes((d / "features.npz").read_bytes().replace(b"), }", b"),  ", 1))
     _refused(lambda: load_bundle(d), "features.npz", "not a readable .npz file")
@@ -829,7 +829,7 @@ def test_bundle_npy_header_that_numpys_tokenizer_refuses_to_indent(tmp_path):
     d = _bundle(tmp_path)
     header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 3), }\n    x\n  y\n"
     (d / "truth" / "OE.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(60))
-    _refused(lambda: load_bundle(d), "OE.npy", "not a readable .npy file")
+    _refused(lambda: load_bundle(d), "OE.npy", "not a readable .npy array")
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy's own, on the way
@@ -839,7 +839,7 @@ def test_bundle_truth_npy_with_a_shape_no_memory_map_can_take(tmp_path):
 
     d = _bundle(tmp_path)
     (d / "truth" / "OE.npy").write_bytes(_npy_header((10**10, 10**10)) + bytes(64))
-    _refused(lambda: load_bundle(d), "OE.npy", "not a readable .npy file")
+    _refused(lambda: load_bundle(d), "OE.npy", "not a readable .npy array")
 
 
 def test_bundle_npz_entry_with_an_unknown_compression_method(tmp_path):

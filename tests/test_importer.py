@@ -529,6 +529,13 @@ def case_features_npy_text(tmp, shared):
     return str(tmp / "f.npy"), dict(features=str(tmp / "f.npy"), feature_genes=ids), ["numeric"]
 
 
+def case_features_npy_is_npz(tmp, shared):
+    with open(tmp / "f.npy", "wb") as fh:  # np.savez into a file named .npy
+        np.savez(fh, values=np.zeros((2, 2), np.float32))
+    ids = write(tmp / "ids.txt", "1\n2\n")
+    return str(tmp / "f.npy"), dict(features=str(tmp / "f.npy"), feature_genes=ids), [".npz archive"]
+
+
 def case_features_npy_nan(tmp, shared):
     a = np.zeros((2, 2), np.float32)
     a[1, 0] = np.nan

@@ -88,7 +88,7 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
     have = done[:].astype(bool)
     todo = [k for k in my_range(n_chunks, rank, size) if not have[k]]
     if todo:
-        predictor = load_predictor(run_dir, bundle, inputs=ALL_SPLITS, device=device)
+        predictor = load_predictor(run_dir, bundle, inputs=ALL_SPLITS, device=device, run=meta)
     finished = int(have.sum())
     lock = threading.Lock()
 

@@ -151,16 +151,17 @@ def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence
 
 
 def load_predictor(run_dir: str | os.PathLike | None = None, bundle: Bundle | None = None,
-                   truth: bool = False, inputs: Sequence[str] = ("train",), device: str = "auto") -> Predictor:
+                   truth: bool = False, inputs: Sequence[str] = ("train",), device: str = "auto",
+                   run: dict | None = None) -> Predictor:
     """Load the run at ``run_dir`` (default: the newest) with its bundle.
 
     ``bundle``: the run's bundle when the caller has loaded it already (it must be the same
     data); ``truth``: load the bundle's noise-free truth arrays too (memory-mapped);
     ``inputs``: the splits whose measurements TranscriptionNet may use (see the module doc);
-    ``device``: auto, cpu or cuda.
+    ``device``: auto, cpu or cuda; ``run``: the run's run.json when the caller has read it already.
     """
     run_dir = Path(run_dir) if run_dir is not None else latest_run()
-    run = read_run(run_dir)
+    run = read_run(run_dir) if run is None else run
     kind = run.get("model")
     if kind not in SUPPORTED_MODELS:
         raise InputError(run_dir / "run.json", f"model kind {kind!r} cannot be loaded by this tnfast "

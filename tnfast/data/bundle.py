@@ -49,6 +49,19 @@ NPY_ERRORS = (OSError, ValueError, EOFError, OverflowError, RuntimeError, Syntax
               zlib.error, tokenize.TokenError)
 
 
+def load_npy(path: str | os.PathLike, what: str, mmap_mode: str | None = None) -> np.ndarray:
+    """One array saved by np.save, or an InputError; never a pickle, never an .npz archive
+    (np.load opens a zip as one, whatever the file's name)."""
+    try:
+        arr = np.load(input_file(path, what), mmap_mode=mmap_mode, allow_pickle=False)
+    except NPY_ERRORS as e:
+        raise InputError(path, f"not a readable .npy array ({e})") from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise InputError(path, "is an .npz archive, expected one .npy array (np.save)")
+    return arr
+
+
 @dataclass
 class Features:
     values: np.ndarray  # (n_genes, F) float32; rows of absent genes are 0
@@ -298,6 +311,8 @@ def _npz(path: Path, kinds: dict[str, str]) -> dict[str, np.ndarray]:
     except NPY_ERRORS as e:
         raise InputError(path, f"not a readable .npz file ({e})") from None
     for k, a in arrays.items():
+        if not isinstance(a, np.ndarray):  # numpy hands back the raw bytes of a member that is no .npy
+            raise InputError(path, f"array {k!r} is not an .npy array inside the archive")
         if a.dtype.kind not in kinds[k]:
             raise InputError(path, f"array {k!r} is {a.dtype}, expected {_KINDS[kinds[k][0]]} values")
     return arrays
@@ -375,12 +390,9 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
     if truth:
         for t in _names(manifest, "truth", mpath):
             p = _safe_child(d, "truth", f"{t}.npy")
-            try:
-                arr = np.load(input_file(p, "an .npy file of the bundle"), mmap_mode="r", allow_pickle=False)
-            except NPY_ERRORS as e:
-                raise InputError(p, f"not a readable .npy file ({e})") from None
-            if arr.shape != (n, n_lm):
-                raise InputError(p, f"expected shape ({n}, {n_lm})")
+            arr = load_npy(p, "an .npy file of the bundle", mmap_mode="r")
+            if arr.shape != (n, n_lm) or arr.dtype.kind != "f":
+                raise InputError(p, f"expected floating-point values of shape ({n}, {n_lm}), found {arr.dtype} {arr.shape}")
             truth_arrays[t] = arr
     meta = {k: v for k, v in manifest.items()
             if k not in ("format", "version", "n_genes", "n_landmarks", "layers", "types",

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import check_output
-from ..errors import InputError, input_file
-from .bundle import NPY_ERRORS, PERT_TYPE_CODES, SPLITS, TYPES, Bundle, Features, Signatures
+from ..errors import InputError
+from .bundle import PERT_TYPE_CODES, SPLITS, TYPES, Bundle, Features, Signatures, load_npy
 from .csr import build_csr
 from .edges import EdgeList, read_edge_list, read_id_map
 from .gctx import read_gctx
@@ -117,10 +117,7 @@ def read_features(path: str | os.PathLike, genes_file: str | os.PathLike | None 
     if p.suffix == ".npy":
         if genes_file is None:
             raise InputError(p, "a .npy feature matrix needs --feature-genes FILE listing its rows")
-        try:
-            values = np.load(input_file(p, "a .npy array"), allow_pickle=False)
-        except NPY_ERRORS as e:
-            raise InputError(p, f"not a readable .npy array ({e})") from None
+        values = load_npy(p, "a .npy array")
         ids = read_id_list(genes_file)
         if values.dtype.kind not in "biuf":
             raise InputError(p, f"expected a numeric array, found dtype {values.dtype}")
