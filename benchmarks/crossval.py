@@ -34,7 +34,7 @@ from tnfast.evaluate import evaluate, write_json
 from tnfast.train import train
 from tnfast.train_config import resolve
 
-PROVIDERS = ("model", "mean", "ridge", "knn", "network")
+PROVIDERS = ("model", "mean", "ridge", "ridge_residual", "knn", "network")
 
 
 def fold_splits(bundle: Bundle, folds: int, seed: int = 0) -> list[dict[str, np.ndarray]]:

@@ -168,7 +168,8 @@ def cli(tmp_path_factory):
 
 def test_cli_tables_json_schema_and_report(cli):
     d, r = cli
-    for word in ("RNAi", "CRISPR", "OE", "PearsonΔ", "model", "mean", "ridge", "kNN", "network", "oracle"):
+    for word in ("RNAi", "CRISPR", "OE", "PearsonΔ", "model", "mean", "ridge", "ridge + residual", "kNN", "network",
+                 "oracle"):
         assert word in r.stdout
     doc = json.loads((d / "eval.json").read_text())
     assert doc["split"] == "test"
@@ -243,7 +244,7 @@ def test_truth_from_gctx_and_tsv_files(cli, tmp_path):
     body = "".join(g + "\t" + "\t".join(f"{x:.7g}" for x in row) + "\n" for g, row in zip(genes, v))
     (tmp_path / "truth.tsv").write_text(header + body)
     ev_tsv = evaluate(run=d / "run", truth=[f"RNAi={tmp_path / 'truth.tsv'}"])
-    for name in ("model", "mean", "ridge", "knn", "network"):
+    for name in ("model", "mean", "ridge", "ridge_residual", "knn", "network"):
         assert ev_tsv.summary["types"]["RNAi"][name]["pearson_delta"] == pytest.approx(
             ev_split.summary["types"]["RNAi"][name]["pearson_delta"], abs=1e-4), name
     with pytest.raises(InputError, match="needs its type"):

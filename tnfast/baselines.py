@@ -9,6 +9,9 @@ they are averages (so a fallback to the training mean is exactly the mean).
 - ridge: :func:`tnfast.ridge.fit_ridge` on the gene inputs (network embedding + features);
 - kNN: the average training signature of the k genes most cosine-similar in the same inputs,
   k chosen by valid MSE (like ridge's penalty);
+- ridge + residual diffusion: the ridge, corrected as TranscriptionNet is after training
+  (:mod:`tnfast.model.smoothing`: its training residuals diffused over the networks, the
+  factor fitted on valid), so the model's own correction step is credited to neither side;
 - network average: per layer, the edge-weighted mean of the measured training signatures of
   the gene's neighbours; averaged over the layers where it has any; the training mean where it
   has none (label propagation, one hop: the classic answer a network model must beat);
@@ -47,6 +50,27 @@ def ridge_baseline(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray
     """Ridge on the gene inputs, the penalty chosen by valid MSE. Returns (predictions, model)."""
     model = fit_ridge(x_train, y_train, x_valid, y_valid)
     return model.predict(x_eval), model
+
+
+def ridge_residual_baseline(graph, ridge: Ridge, x: np.ndarray, train_genes: np.ndarray, y_train: np.ndarray,
+                            valid_genes: np.ndarray, y_valid: np.ndarray, eval_genes: np.ndarray,
+                            rank: int) -> tuple[np.ndarray, float]:
+    """``ridge`` (fitted on ``train_genes``) plus its diffused training residuals, scaled by the
+    factor of least valid squared error (0 without valid genes). ``graph``: the bundle's
+    :class:`tnfast.model.graph.MultiplexGraph`; ``x``: every gene's inputs. Returns
+    (predictions (n, L), the factor)."""
+    import torch
+
+    from .model.smoothing import ResidualCorrection
+
+    def residual(genes, y):
+        return (torch.from_numpy(np.asarray(genes, np.int64)),
+                torch.from_numpy(np.asarray(y, np.float32) - ridge.predict(x[genes]).astype(np.float32)))
+
+    rc = ResidualCorrection(graph.n_genes, rank, np.shape(y_train)[1], 1)
+    rc.fit(graph, {0: residual(train_genes, y_train)}, {0: residual(valid_genes, y_valid)} if len(valid_genes) else {})
+    correction = rc(torch.from_numpy(np.asarray(eval_genes, np.int64)))[:, 0].numpy()
+    return ridge.predict(x[eval_genes]) + correction, float(rc.scale[0])
 
 
 def _unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -40,7 +40,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_file
 from .baselines import (knn_baseline, network_average, other_type_baseline, ridge_baseline,
-                        total_degree, training_mean)
+                        ridge_residual_baseline, total_degree, training_mean)
 from .data.bundle import TYPES, Bundle, load_bundle
 from .design import DesignConfig, design_matrix
 from .errors import InputError
@@ -49,9 +49,9 @@ from .metrics import (abs_pearson, ks_d, pearson_delta, retrieval_ranks, retriev
 from .runs import latest_run, read_run, runs_root
 
 EVAL_SPLITS = ("valid", "test")
-PREDICTORS = ("model", "mean", "ridge", "knn", "network", "other_type", "oracle")
-LABELS = {"model": "model", "mean": "training mean", "ridge": "ridge", "knn": "kNN",
-          "network": "network average", "other_type": "other type", "oracle": "oracle (noise-free)"}
+PREDICTORS = ("model", "mean", "ridge", "ridge_residual", "knn", "network", "other_type", "oracle")
+LABELS = {"model": "model", "mean": "training mean", "ridge": "ridge", "ridge_residual": "ridge + residual",
+          "knn": "kNN", "network": "network average", "other_type": "other type", "oracle": "oracle (noise-free)"}
 # Order of the tables: PearsonΔ first.
 METRICS = ("pearson_delta", "pcc", "abs_pcc", "mse", "ks_d", "top50_direction",
            "retrieval_median_rank", "retrieval_top1", "retrieval_top10")
@@ -405,6 +405,7 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
                                 "truth_files": [os.fspath(f) for f in truth]},
                      "types": {}, "flags": [], "notes": notes}
     details: dict[str, TypeDetail] = {}
+    residual_inputs = None  # (graph, rank) of the ridge + residual baseline, built at first need
     for t in TYPES:
         if t not in sets:
             continue
@@ -431,6 +432,12 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
             yv = s.values[va] if len(va) else None
             preds_t["ridge"], rmodel = ridge_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes])
             extras["ridge"] = {"alpha": rmodel.alpha}
+            if bundle.networks:
+                residual_inputs = residual_inputs or _residual_inputs(bundle)
+                graph, rank = residual_inputs
+                preds_t["ridge_residual"], factor = ridge_residual_baseline(
+                    graph, rmodel, x, s.gene[tr], s.values[tr], s.gene[va], s.values[va], genes, rank)
+                extras["ridge_residual"] = {"factor": factor}
             preds_t["knn"], k = knn_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes])
             extras["knn"] = {"k": k}
         if bundle.networks:
@@ -469,6 +476,16 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         notes += [f"{t}: {n}" for n in ts["notes"]]
         details[t] = TypeDetail(gene_ids, y, mean, preds_t, per_sig, deg, strata)
     return Evaluation(summary, details, run_dir)
+
+
+def _residual_inputs(bundle: Bundle) -> tuple:
+    """(graph, rank): the networks as the ridge + residual baseline diffuses over them, and the
+    model's default rank. torch is imported here: scoring a predictions store needs it only
+    for this baseline."""
+    from .model.config import ModelConfig
+    from .model.graph import MultiplexGraph
+
+    return MultiplexGraph.from_arrays(dict(bundle.networks), bundle.n_genes), ModelConfig().residual_rank
 
 
 def _clean(x):

@@ -120,7 +120,9 @@ def model_parameters(shape: BundleShape, m: dict) -> int:
     # .get: a run saved before the option existed (its config lacks it) had no prior
     n_prior = (n_struct + feats) if m.get("ridge_prior") else 0
     prior = t * (n_prior * n_lm + n_prior + n_lm + 2) if n_prior else 0  # weight, x/y means, alpha, fitted
-    return enc + fun + gensan + prior + (2 * t * n_lm + t) + 2 * t  # + scaler, gate and shrink buffers
+    rank = m.get("residual_rank", 0) if n_l else 0  # .get: as ridge_prior
+    residual = t * (n * rank + rank * n_lm + 1) if rank else 0  # coef, basis, scale
+    return enc + fun + gensan + prior + residual + (2 * t * n_lm + t) + 2 * t  # + scaler, gate, shrink
 
 
 def _held(shape: BundleShape, m: dict) -> dict[str, float]:

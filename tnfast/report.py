@@ -33,7 +33,7 @@ COLUMNS = ("predictor", "n", "PearsonΔ", "PCC", "|PCC|", "MSE", "KS D", "top-50
            "median rank", "top-1", "top-10", "")
 _KEYS = ("pearson_delta", "pcc", "abs_pcc", "mse", "ks_d", "top50_direction",
          "retrieval_median_rank", "retrieval_top1", "retrieval_top10")
-_COLOURS = {"model": "#1f77b4", "mean": "#7f7f7f", "ridge": "#ff7f0e", "knn": "#2ca02c",
+_COLOURS = {"model": "#1f77b4", "mean": "#7f7f7f", "ridge": "#ff7f0e", "ridge_residual": "#bcbd22", "knn": "#2ca02c",
             "network": "#9467bd", "other_type": "#8c564b", "oracle": "#d62728"}
 
 
@@ -50,6 +50,8 @@ def _fmt(key: str, v) -> str:
 def _note(name: str, m: dict, ts: dict) -> str:
     if name == "ridge" and "alpha" in m:
         return f"alpha {m['alpha']:g}"
+    if name == "ridge_residual" and "factor" in m:
+        return f"factor {m['factor']:.3g}"
     if name == "knn" and "k" in m:
         return f"k {m['k']}"
     if name == "network" and "coverage" in m:

@@ -313,7 +313,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     barrier()
     model.load_state_dict(load_tensors(best_path, dev))
     if valid.types:
-        fit_output_scales(model, graph, meas, valid, dev, tc.precision)
+        fit_output_scales(model, graph, meas, valid, dev, tc.precision, (s_genes, s_types, s_truth))
         if rank == 0:
             _save(model.state_dict(), best_path)
     progress(f"best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f}); scoring valid and test")
@@ -323,7 +323,9 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
             tmp.write_text(run_record(run_id, MODEL_KIND, data, types, cfg.to_dict(), summary,
                                       dims=model.dims.to_dict(), best_step=st["best_step"], steps=st["step"],
                                       gate=dict(zip(TYPES, model.gate.tolist())),
-                                      shrink=dict(zip(TYPES, model.shrink.tolist()))))
+                                      shrink=dict(zip(TYPES, model.shrink.tolist())),
+                                      residual_scale=None if model.residual is None
+                                      else dict(zip(TYPES, model.residual.scale.tolist()))))
         ckpt_path.unlink(missing_ok=True)
     return run_dir, summary
 
@@ -352,18 +354,26 @@ def _least_squares_factor(x: torch.Tensor, y: torch.Tensor, low: float = 0.0) ->
 
 @torch.no_grad()
 def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, valid: _Valid,
-                      device: torch.device, precision: str) -> None:
-    """Set ``model.gate`` then ``model.shrink`` per type, each the factor in [0, 1] of least valid
-    MSE (scaled units): ``gate`` on what training added to the ridge prior (small data: where the
-    network's correction is noise, the model falls back to the ridge), then ``shrink`` (at least
-    ``MIN_SHRINK``) on the deviation from the training mean. PearsonΔ is blind to the shrink,
-    PCC and MSE are not: a model that has learnt a little gene-specific signal and much noise is
-    pulled back towards the mean, as ridge's penalty does."""
+                      device: torch.device, precision: str,
+                      train_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+    """Set ``model.gate``, then the residual correction, then ``model.shrink``, per type.
+
+    ``gate``: the factor in [0, 1] of least valid MSE (scaled units) on what training added to
+    the ridge prior (small data: where the network's correction is noise, the model falls back
+    to the ridge). The residual correction (:mod:`tnfast.model.smoothing`): the gated model's
+    residuals on the training samples (genes, types, scaled truth: ``train_samples``) diffused
+    over the networks, scaled on valid. ``shrink`` (at least ``MIN_SHRINK``) on the deviation
+    from the training mean. PearsonΔ is blind to the shrink, PCC and MSE are not: a model that
+    has learnt a little gene-specific signal and much noise is pulled back towards the mean, as
+    ridge's penalty does."""
     model.gate.fill_(1.0)
     model.shrink.fill_(1.0)
+    if model.residual is not None:
+        model.residual.clear()  # the residuals are those of the model without it
     pred = _valid_predictions(model, graph, meas, valid, device, precision).to(device)
     # the prior alone, scaled units, every valid gene and type: (g, T, L)
     prior = None if model.prior is None else model.prior(model.prior_inputs(graph, valid.genes)).float()
+    scaled = {}  # type index -> (valid rows, gated prediction, truth), scaled units
     for t, (pos, truth, _) in valid.types.items():
         ti = TYPES.index(t)
         rows = torch.from_numpy(pos).to(device)
@@ -374,7 +384,30 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
             base = prior[rows, ti]
             model.gate[ti] = _least_squares_factor(p - base, y - base)
             p = base + model.gate[ti] * (p - base)
+        scaled[ti] = (rows, p, y)
+    if model.residual is not None and scaled:
+        residuals = _training_residuals(model, graph, meas, train_samples, device, precision)
+        model.residual.fit(graph, residuals, {ti: (valid.genes.to(device)[rows], y - p)
+                                              for ti, (rows, p, y) in scaled.items()})
+        for ti, (rows, p, y) in scaled.items():
+            scaled[ti] = (rows, p + model.residual(valid.genes.to(device)[rows])[:, ti].to(p), y)
+    for ti, (_, p, y) in scaled.items():
         model.shrink[ti] = _least_squares_factor(p, y, MIN_SHRINK)
+
+
+def _training_residuals(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements,
+                        samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device,
+                        precision: str) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Per type index: (gene indices, truth - prediction), scaled units, of the training samples,
+    each predicted as during validation (its own signature never an input)."""
+    genes, types, truth = (x.to(device) for x in samples)
+    uniq, inv = torch.unique(genes, return_inverse=True)
+    model.eval()
+    with torch.no_grad(), autocast(device, precision):
+        pred = model.predict_genes(model.encode(graph), uniq, meas, graph=graph).to(device)
+    p = model.scaler.transform(pred[inv, types], types)
+    r = truth.float() - p
+    return {int(t): (genes[types == t], r[types == t]) for t in torch.unique(types)}
 
 
 def summarize(model: TranscriptionNet, graph: MultiplexGraph, bundle: Bundle, meas: Measurements,

@@ -38,6 +38,7 @@ from .prior import RidgePrior, n_prior_inputs, prior_inputs
 from .reconstruction import reconstruction_loss, sample_pairs
 from .samples import Measurements, gensan_input, split_samples
 from .scaler import Scaler
+from .smoothing import ResidualCorrection
 
 __all__ = [
     "AxialBlock", "FunDNN", "GenSAN", "Measurements", "ModelConfig", "ModelDims", "ModelOutput", "MultiplexEncoder",
@@ -95,11 +96,13 @@ class TranscriptionNet(nn.Module):
         self.fundnn = FunDNN(config.embedding_dim, dims.n_landmarks, config.fundnn_hidden, config.dropout, n_types,
                              zero_last=self.prior is not None)
         self.gensan = GenSAN(dims.n_landmarks, config, n_types)
+        self.residual = (ResidualCorrection(dims.n_genes, config.residual_rank, dims.n_landmarks, n_types)
+                         if config.residual_rank > 0 and dims.n_layers else None)
         self.scaler = Scaler(dims.n_landmarks, n_types, config.scale_per_landmark)
         # Fitted per type on the valid split after training (tnfast.train.fit_output_scales),
         # 1 = none: ``gate`` weighs what training added to the ridge prior (prediction = prior +
-        # gate x (model - prior)); ``shrink`` scales the predicted deviation from the training
-        # mean (scaled units are centred on it).
+        # gate x (model - prior)); then the residual correction is added; ``shrink`` scales the
+        # predicted deviation from the training mean (scaled units are centred on it).
         self.register_buffer("gate", torch.ones(n_types))
         self.register_buffer("shrink", torch.ones(n_types))
 
@@ -205,9 +208,10 @@ class TranscriptionNet(nn.Module):
     @torch.no_grad()
     def predict(self, emb_rows: torch.Tensor, measured: torch.Tensor | None = None,
                 available: torch.Tensor | None = None, unscale: bool = True,
-                inputs: torch.Tensor | None = None) -> torch.Tensor:
+                inputs: torch.Tensor | None = None, genes: torch.Tensor | None = None) -> torch.Tensor:
         """(n, T, L) predictions of every type for n genes, in the signatures' units when
-        ``unscale`` (else scaled); ``inputs`` as for :meth:`first_guess`. Each type t is
+        ``unscale`` (else scaled); ``inputs`` as for :meth:`first_guess`; ``genes``: the (n,)
+        gene indices, needed once the residual correction is fitted. Each type t is
         predicted as a sample with target t (its own measurement never used); genes with no
         usable measurement in another type share one GenSAN run for all their types (their three
         inputs are identical). Then ``gate`` and ``shrink`` apply (see ``__init__``)."""
@@ -236,6 +240,11 @@ class TranscriptionNet(nn.Module):
         if base is not None:
             base = base.float()
             out = base + self.gate.to(out)[None, :, None] * (out - base)
+        if self.residual is not None:
+            if genes is not None:
+                out = out + self.residual(genes).to(out)
+            elif bool(self.residual.scale.any()):
+                raise ValueError("this model's residual correction is fitted; pass the genes' indices (genes=)")
         out = out * self.shrink.to(out)[None, :, None]
         return self.scaler.inverse(out) if unscale else out
 
@@ -253,7 +262,7 @@ class TranscriptionNet(nn.Module):
             g = genes[i:i + batch]
             values, avail = measurements.gather(g) if measurements is not None else (None, None)
             inputs = self.prior_inputs(graph, g) if graph is not None else None
-            outs.append(self.predict(emb.index_select(0, g), values, avail, inputs=inputs).float())
+            outs.append(self.predict(emb.index_select(0, g), values, avail, inputs=inputs, genes=g).float())
         if not outs:
             return emb.new_zeros(0, len(TYPES), self.dims.n_landmarks, dtype=torch.float32)
         return torch.cat(outs)

@@ -44,6 +44,9 @@ class ModelConfig:
     # first guess = a closed-form ridge from the fixed inputs (structural + features), fitted on
     # the training split, + the MLP's residual (tnfast.model.prior)
     ridge_prior: bool = True
+    # after training, the training genes' residuals (top `residual_rank` directions) diffused over
+    # the networks correct every gene (tnfast.model.smoothing); 0: off
+    residual_rank: int = 32
     dropout: float = 0.1  # FunDNN and GenSAN
     # ---- GenSAN ---------------------------------------------------------------------------
     row_heads: int = 8  # attention across the 3 rows: each row (978-wide) projected to heads
@@ -69,7 +72,7 @@ class ModelConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"model config: {name} must be an integer >= 1, got {v!r}")
         for name in ("gene_embedding_dim", "structural_dim", "structural_hops", "gat_layers",
-                     "negatives_per_edge", "landmark_dim", "blocks"):
+                     "negatives_per_edge", "landmark_dim", "blocks", "residual_rank"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"model config: {name} must be an integer >= 0, got {v!r}")

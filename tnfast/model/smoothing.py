@@ -1,0 +1,105 @@
+"""Residual smoothing: the model's errors on the training genes, spread over the networks.
+
+Why: the encoder reads the networks and the GenSAN a gene's own other-type signatures, but
+nothing reads the signatures measured on a gene's *neighbours*. Errors are shared along the
+networks (a gene's response follows its neighbourhood), so the training genes' residuals,
+diffused over the multiplex, correct the genes near them: the "correct" step of Correct and
+Smooth (Huang et al., ICLR 2021). It is fitted once, after training, in closed form.
+
+Trade-off: the residuals are (n_train, 978); they are projected onto their top ``rank``
+principal directions first, so the diffusion moves (N, T*rank) floats over the ~15 M edges
+rather than (N, T*978), and what the model keeps is ``coef`` (T, N, rank) and ``basis``
+(T, rank, L): about 10 MB at genome scale, and no graph work at prediction time.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from .graph import MultiplexGraph
+
+ALPHA = 0.8  # diffusion: z <- (1 - ALPHA) x0 + ALPHA S z (personalised PageRank)
+HOPS = 15  # ALPHA**15 = 0.035: farther hops add little
+
+
+def diffuse(graph: MultiplexGraph, x0: torch.Tensor, alpha: float = ALPHA, hops: int = HOPS) -> torch.Tensor:
+    """(N, k) -> (N, k): ``hops`` steps of z <- (1 - alpha) x0 + alpha S z from z = x0, where
+    S = mean over the L layers of D^-1/2 A D^-1/2 (A a layer's weighted adjacency, D its
+    weighted degrees; a gene without edges in a layer gets 0 from it)."""
+    n, n_layers = graph.n_genes, graph.n_layers
+    x0 = x0.float()
+    if n_layers == 0 or graph.n_edges == 0:  # S = 0
+        return x0 if hops == 0 else (1 - alpha) * x0
+    indptr = graph.indptr
+    indices = graph.indices.long()
+    w = graph.edge_weight if graph.edge_weight is not None else torch.ones(len(indices), device=indptr.device)
+    rows = torch.repeat_interleave(torch.arange(n_layers * n, device=indptr.device), indptr.diff())
+    deg = torch.zeros(n_layers * n, device=indptr.device).index_add_(0, rows, w.float())
+    inv = torch.where(deg > 0, deg.clamp_min(1e-30).rsqrt(), torch.zeros_like(deg))
+    with warnings.catch_warnings():  # torch's note that sparse CSR is "in beta", not for users' eyes
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        s = torch.sparse_csr_tensor(indptr, indices, inv[rows] * w.float() * inv[indices],
+                                    (n_layers * n, n_layers * n), check_invariants=False)  # checked when built
+    z = x0
+    for _ in range(hops):
+        sz = (s @ z.repeat(n_layers, 1)).view(n_layers, n, -1).mean(0)
+        z = (1 - alpha) * x0 + alpha * sz
+    return z
+
+
+class ResidualCorrection(nn.Module):
+    """(n,) gene indices -> (n, T, L) correction in scaled units, 0 until :meth:`fit`.
+
+    Buffers (saved with the model): coef (T, N, rank), basis (T, rank, L), scale (T,) (the
+    factor fitted on valid, kept for the record).
+    """
+
+    def __init__(self, n_genes: int, rank: int, n_landmarks: int, n_types: int):
+        super().__init__()
+        self.register_buffer("coef", torch.zeros(n_types, n_genes, rank))
+        self.register_buffer("basis", torch.zeros(n_types, rank, n_landmarks))
+        self.register_buffer("scale", torch.zeros(n_types))
+
+    def forward(self, genes: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("tnk,tkl->ntl", self.coef.index_select(1, genes.to(self.coef.device)), self.basis)
+
+    @torch.no_grad()
+    def clear(self) -> None:
+        self.coef.zero_()
+        self.basis.zero_()
+        self.scale.zero_()
+
+    @torch.no_grad()
+    def fit(self, graph: MultiplexGraph, residuals: dict[int, tuple[torch.Tensor, torch.Tensor]],
+            valid: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Per type t: ``residuals[t]`` = (training gene indices (m,), their residuals (m, L)),
+        ``valid[t]`` = (valid gene indices (g,), their residuals (g, L)), scaled units, of the
+        model without this correction. The training residuals are projected on their top
+        ``rank`` principal directions and diffused (:func:`diffuse`, all types at once); the
+        factor >= 0 of least valid squared error scales each type's diffused residual. A type
+        without valid genes keeps no correction (nothing honest to fit the factor on)."""
+        self.clear()
+        if not residuals or not valid:
+            return
+        n_types, n, rank = self.coef.shape
+        x0 = torch.zeros(n, n_types * rank, device=self.coef.device)
+        for t, (genes, r) in residuals.items():
+            if len(genes) < 2 or t not in valid:
+                continue
+            r = r.float().to(x0.device)
+            v = torch.linalg.svd(r, full_matrices=False).Vh[:rank]  # (k, L), k <= rank
+            # each direction's sign fixed (its largest entry positive): the same residuals up to
+            # rounding give the same buffers, not ones with flipped signs
+            v = v * torch.sign(v.gather(1, v.abs().argmax(dim=1, keepdim=True)))
+            self.basis[t, :len(v)] = v
+            x0[genes.to(x0.device), t * rank:t * rank + len(v)] = r @ v.T
+        z = diffuse(graph, x0).view(n, n_types, rank).transpose(0, 1)  # (T, N, rank)
+        for t, (genes, e) in valid.items():
+            d = z[t].index_select(0, genes.to(z.device)) @ self.basis[t]
+            e = e.float().to(d.device)
+            c = float((d * e).sum() / (d * d).sum()) if float((d * d).sum()) > 0 else 0.0
+            self.scale[t] = max(c, 0.0)
+            self.coef[t] = self.scale[t] * z[t]
