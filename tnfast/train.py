@@ -101,11 +101,13 @@ class _Valid:
 
 
 def _valid_predictions(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, valid: _Valid,
-                       device: torch.device, precision: str) -> torch.Tensor:
-    """(g, T, L) predictions (signature units, CPU) of the valid genes, as unmeasured genes."""
+                       device: torch.device, precision: str, emb: torch.Tensor | None = None) -> torch.Tensor:
+    """(g, T, L) predictions (signature units, CPU) of the valid genes, as unmeasured genes.
+    ``emb``: the model's :meth:`encode` of ``graph`` when the caller has it (else computed)."""
     model.eval()
     with torch.no_grad(), autocast(device, precision):
-        return model.predict_genes(model.encode(graph), valid.genes, meas, graph=graph).cpu()
+        emb = model.encode(graph) if emb is None else emb
+        return model.predict_genes(emb, valid.genes, meas, graph=graph).cpu()
 
 
 def _validate(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, valid: _Valid,
@@ -370,10 +372,13 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
     model.shrink.fill_(1.0)
     if model.residual is not None:
         model.residual.clear()  # the residuals are those of the model without it
-    pred = _valid_predictions(model, graph, meas, valid, device, precision).to(device)
+    model.eval()
+    with autocast(device, precision):
+        emb = model.encode(graph)  # one encoder pass for the valid and the training predictions
+    pred = _valid_predictions(model, graph, meas, valid, device, precision, emb).to(device)
     # the prior alone, scaled units, every valid gene and type: (g, T, L)
     prior = None if model.prior is None else model.prior(model.prior_inputs(graph, valid.genes)).float()
-    scaled = {}  # type index -> (valid rows, gated prediction, truth), scaled units
+    scaled = {}  # type index -> (valid gene indices, gated prediction, truth), scaled units
     for t, (pos, truth, _) in valid.types.items():
         ti = TYPES.index(t)
         rows = torch.from_numpy(pos).to(device)
@@ -384,27 +389,26 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
             base = prior[rows, ti]
             model.gate[ti] = _least_squares_factor(p - base, y - base)
             p = base + model.gate[ti] * (p - base)
-        scaled[ti] = (rows, p, y)
+        scaled[ti] = (valid.genes.to(device)[rows], p, y)
     if model.residual is not None and scaled:
-        residuals = _training_residuals(model, graph, meas, train_samples, device, precision)
-        model.residual.fit(graph, residuals, {ti: (valid.genes.to(device)[rows], y - p)
-                                              for ti, (rows, p, y) in scaled.items()})
-        for ti, (rows, p, y) in scaled.items():
-            scaled[ti] = (rows, p + model.residual(valid.genes.to(device)[rows])[:, ti].to(p), y)
+        residuals = _training_residuals(model, graph, meas, emb, train_samples, device, precision)
+        model.residual.fit(graph, residuals, {ti: (genes, y - p) for ti, (genes, p, y) in scaled.items()})
+        for ti, (genes, p, y) in scaled.items():
+            scaled[ti] = (genes, p + model.residual(genes)[:, ti].to(p), y)
     for ti, (_, p, y) in scaled.items():
         model.shrink[ti] = _least_squares_factor(p, y, MIN_SHRINK)
 
 
-def _training_residuals(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements,
+def _training_residuals(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, emb: torch.Tensor,
                         samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device,
                         precision: str) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per type index: (gene indices, truth - prediction), scaled units, of the training samples,
-    each predicted as during validation (its own signature never an input)."""
+    each predicted as during validation (its own signature never an input); ``emb``: the
+    model's :meth:`encode` of ``graph``."""
     genes, types, truth = (x.to(device) for x in samples)
     uniq, inv = torch.unique(genes, return_inverse=True)
-    model.eval()
     with torch.no_grad(), autocast(device, precision):
-        pred = model.predict_genes(model.encode(graph), uniq, meas, graph=graph).to(device)
+        pred = model.predict_genes(emb, uniq, meas, graph=graph).to(device)
     p = model.scaler.transform(pred[inv, types], types)
     r = truth.float() - p
     return {int(t): (genes[types == t], r[types == t]) for t in torch.unique(types)}

@@ -19,6 +19,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..kernels.csr import graph_plan
 from .graph import MultiplexGraph
 
 ALPHA = 0.8  # diffusion: z <- (1 - ALPHA) x0 + ALPHA S z (personalised PageRank)
@@ -33,16 +34,15 @@ def diffuse(graph: MultiplexGraph, x0: torch.Tensor, alpha: float = ALPHA, hops:
     x0 = x0.float()
     if n_layers == 0 or graph.n_edges == 0:  # S = 0
         return x0 if hops == 0 else (1 - alpha) * x0
-    indptr = graph.indptr
-    indices = graph.indices.long()
-    w = graph.edge_weight if graph.edge_weight is not None else torch.ones(len(indices), device=indptr.device)
-    rows = torch.repeat_interleave(torch.arange(n_layers * n, device=indptr.device), indptr.diff())
-    deg = torch.zeros(n_layers * n, device=indptr.device).index_add_(0, rows, w.float())
+    plan = graph_plan(graph.indptr, graph.indices)  # the kernels' cached plan: its edge rows, its CSR
+    dev = plan.device
+    w = graph.edge_weight.float() if graph.edge_weight is not None else torch.ones(plan.e, device=dev)
+    deg = torch.zeros(plan.m, device=dev).index_add_(0, plan.dst, w)
     inv = torch.where(deg > 0, deg.clamp_min(1e-30).rsqrt(), torch.zeros_like(deg))
     with warnings.catch_warnings():  # torch's note that sparse CSR is "in beta", not for users' eyes
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        s = torch.sparse_csr_tensor(indptr, indices, inv[rows] * w.float() * inv[indices],
-                                    (n_layers * n, n_layers * n), check_invariants=False)  # checked when built
+        s = torch.sparse_csr_tensor(plan.crow, plan.indices, inv[plan.dst] * w * inv[plan.indices],
+                                    (plan.m, plan.m), check_invariants=False)  # validated by the plan
     z = x0
     for _ in range(hops):
         sz = (s @ z.repeat(n_layers, 1)).view(n_layers, n, -1).mean(0)
