@@ -95,7 +95,7 @@ def integrate(scale: str, device: str, max_steps: int, budget_s: float | None, s
     """Train the encoder on reconstruction alone until ``max_steps`` or ``budget_s`` (None: no
     limit) seconds of training; the row."""
     from tnfast.design import DesignConfig, design_matrix
-    from tnfast.train import autocast, build_model
+    from tnfast.train import build_model, reconstruction_step
 
     dev = torch.device(device)
     cfg = bench_config(scale, dev.type == "cuda", sets, profile="full")  # the BIONIC-width encoder
@@ -121,14 +121,7 @@ def integrate(scale: str, device: str, max_steps: int, budget_s: float | None, s
         reset_peak_rss()
     steps, t0 = [], time.perf_counter()
     while len(steps) < max_steps and (budget_s is None or time.perf_counter() - t0 < budget_s):
-        opt.zero_grad(set_to_none=True)
-        with autocast(dev, tc.precision):
-            loss = model.reconstruction_loss(model.encode(graph), graph, gen)
-        loss.backward()
-        if tc.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
-        opt.step()
-        value = loss.item()  # also waits for the device: the step's time is whole
+        value = reconstruction_step(model, graph, opt, gen, tc, dev).item()  # also waits for the device: the step's time is whole
         steps.append({"loss": value, "elapsed_s": round(time.perf_counter() - t0, 3)})
         log(f"step {len(steps)}: loss {value:.4f}  {steps[-1]['elapsed_s']:.1f} s")
         if not math.isfinite(value):

@@ -66,11 +66,29 @@ def test_diffuse_without_networks_keeps_own_share():
     torch.testing.assert_close(diffuse(graph, x0), (1 - ALPHA) * x0)
 
 
-def test_fit_is_the_least_squares_correction():
-    """Type 0: residuals on 20 training genes, a valid residual that is 2.5 x their diffusion
-    plus a little noise; type 1: residuals on 3 genes only (fewer than the rank); type 2: no valid genes.
-    The correction equals the oracle's c * z V (the product: blind to the SVD's signs), c is
-    the least-squares factor (other factors do worse on valid) and recovers about 2.5."""
+def _diffused_oracle(s: np.ndarray, genes: np.ndarray, resid: np.ndarray, rank: int) -> np.ndarray:
+    """(N, L): the residuals on ``genes`` in their top ``rank`` directions, diffused."""
+    v = np.linalg.svd(resid, full_matrices=False)[2][:rank]
+    x0 = np.zeros((N, len(v)))
+    x0[genes] = resid @ v.T
+    return _dense_diffuse(s, x0) @ v
+
+
+def _lstsq_mix(z: list[np.ndarray], e: np.ndarray, cols: list[int]) -> np.ndarray:
+    a = np.stack([z[o].ravel() for o in cols], 1)
+    c = np.zeros(len(z))
+    c[cols] = np.linalg.lstsq(a, e.ravel(), rcond=None)[0]
+    return c
+
+
+def test_fit_is_the_least_squares_mix_of_every_types_correction():
+    """Type 0: residuals on 20 training genes; its valid residual is 2.5 x its own diffusion
+    - 1.0 x type 1's, plus a little noise. Type 1: residuals on 3 genes only (fewer than the
+    rank); its valid residual leans against its own diffusion, so its own factor is held at 0
+    and the rest refitted. Type 2: no valid genes: no correction, yet its residuals serve the
+    others. Each mix row is the oracle's least-squares solution (any other does worse on valid)
+    and the correction is the mix of the oracle's diffused residuals (the product: blind to the
+    SVD's signs)."""
     rng = np.random.default_rng(0)
     layers = _layers(rng, True)
     graph = MultiplexGraph.from_arrays(layers, N)
@@ -78,40 +96,58 @@ def test_fit_is_the_least_squares_correction():
     train = {0: rng.choice(30, 20, replace=False), 1: np.array([2, 5, 9]), 2: np.arange(20, 28)}
     resid = {t: rng.normal(size=(len(g), n_lm)) for t, g in train.items()}
     valid_genes = np.setdiff1d(np.arange(N), train[0])
-
-    def oracle(t):
-        v = np.linalg.svd(resid[t], full_matrices=False)[2][:rank]
-        x0 = np.zeros((N, len(v)))
-        x0[train[t]] = resid[t] @ v.T
-        return _dense_diffuse(s, x0) @ v  # (N, L): the diffused residual
-
-    z0 = oracle(0)
-    e0 = 2.5 * z0[valid_genes] + 0.01 * rng.normal(size=(len(valid_genes), n_lm))
-    e1 = rng.normal(size=(len(valid_genes), n_lm))
+    z = [_diffused_oracle(s, train[t], resid[t], rank) for t in range(3)]
+    zv = [zt[valid_genes] for zt in z]
+    e0 = 2.5 * zv[0] - 1.0 * zv[1] + 0.002 * rng.normal(size=zv[0].shape)
+    e1 = -0.7 * zv[1] + 0.5 * zv[2] + 0.002 * rng.normal(size=zv[0].shape)
     rc = ResidualCorrection(N, rank, n_lm, 3)
     as_t = lambda a: torch.from_numpy(np.asarray(a))  # noqa: E731
     rc.fit(graph, {t: (as_t(train[t]), as_t(resid[t]).float()) for t in train},
            {0: (as_t(valid_genes), as_t(e0).float()), 1: (as_t(valid_genes), as_t(e1).float())})
+    mix = rc.mix.numpy()
+    want = np.stack([_lstsq_mix(zv, e0, [0, 1, 2]), _lstsq_mix(zv, e1, [0, 2]), np.zeros(3)])
+    np.testing.assert_allclose(mix, want, rtol=1e-4, atol=1e-5)
+    assert mix[0] == pytest.approx([2.5, -1.0, 0.0], abs=0.02)
+    assert mix[1, 1] == 0 and mix[1, 2] == pytest.approx(0.5, abs=0.1)
+    assert _lstsq_mix(zv, e1, [0, 1, 2])[1] < 0  # unconstrained, type 1 would have taken its own with a minus
     got = rc(torch.arange(N)).numpy()  # (N, T, L)
-    for t, e in ((0, e0), (1, e1)):
-        z = oracle(t)
-        d = z[valid_genes]
-        c = max(float((d * e).sum() / (d * d).sum()), 0.0)
-        assert float(rc.scale[t]) == pytest.approx(c, rel=1e-4)
-        np.testing.assert_allclose(got[:, t], c * z, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(c * z).max()))
+    for t in range(3):
+        corr = sum(mix[t, o] * z[o] for o in range(3))
+        np.testing.assert_allclose(got[:, t], corr, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(corr).max()))
+    assert not got[:, 2].any()  # no valid genes: no correction
 
-        def sse(factor):
-            return float(((factor * d - e) ** 2).sum())
+    def sse(c):
+        return float(((sum(c[o] * zv[o] for o in range(3)) - e0) ** 2).sum())
 
-        assert sse(c) <= min(sse(0.8 * c), sse(1.2 * c), sse(0.0))
-    assert float(rc.scale[0]) == pytest.approx(2.5, rel=0.02)
-    assert np.all(got[:, 2] == 0) and float(rc.scale[2]) == 0  # no valid genes: no correction
+    for step in np.eye(3):
+        assert sse(mix[0]) <= min(sse(mix[0] + 0.05 * step), sse(mix[0] - 0.05 * step))
     rc.clear()
     assert not rc(torch.arange(N)).any()
 
 
+def test_a_type_without_training_residuals_mixes_in_nothing():
+    rng = np.random.default_rng(1)
+    layers = _layers(rng, False)
+    graph = MultiplexGraph.from_arrays(layers, N, use_edge_weights=False)
+    s, n_lm, rank = _dense_s(layers, False), 6, 3
+    genes = np.arange(0, 30, 2)
+    resid = rng.normal(size=(len(genes), n_lm))
+    z = _diffused_oracle(s, genes, resid, rank)
+    valid = np.arange(1, 30, 2)
+    e = 1.5 * z[valid] + 0.01 * rng.normal(size=(len(valid), n_lm))
+    rc = ResidualCorrection(N, rank, n_lm, 2)
+    as_t = lambda a: torch.from_numpy(np.asarray(a))  # noqa: E731
+    rc.fit(graph, {0: (as_t(genes), as_t(resid).float())},
+           {0: (as_t(valid), as_t(e).float()), 1: (as_t(valid), as_t(-e).float())})
+    # type 1 has no residuals of its own: only type 0's, with whatever sign fits
+    assert rc.mix[:, 1].tolist() == [0.0, 0.0]
+    c = float((z[valid] * e).sum() / (z[valid] ** 2).sum())
+    assert c == pytest.approx(1.5, abs=0.05)
+    assert float(rc.mix[0, 0]) == pytest.approx(c, rel=1e-4) and float(rc.mix[1, 0]) == pytest.approx(-c, rel=1e-4)
+
+
 def test_ridge_residual_baseline_is_ridge_plus_the_oracle_correction():
-    from tnfast.baselines import ridge_residual_baseline
+    from tnfast.baselines import RidgeFit, ridge_residual_baseline
     from tnfast.ridge import fit_ridge
 
     rng = np.random.default_rng(3)
@@ -121,19 +157,22 @@ def test_ridge_residual_baseline_is_ridge_plus_the_oracle_correction():
     x = rng.normal(size=(N, 5)).astype(np.float32)
     train, valid, evals = np.arange(0, 30, 2), np.arange(1, 30, 2), np.arange(N)
     smooth = _dense_diffuse(s, rng.normal(size=(N, n_lm)), alpha=0.95, hops=30)  # shared along the networks
-    y = (x @ rng.normal(size=(5, n_lm)) + 20 * smooth + 0.3 * rng.normal(size=(N, n_lm))).astype(np.float32)
-    ridge = fit_ridge(x[train], y[train], x[valid], y[valid])
-    got, factor = ridge_residual_baseline(graph, ridge, x, train, y[train], valid, y[valid], evals, rank)
-    r = y[train] - ridge.predict(x[train])
-    v = np.linalg.svd(r, full_matrices=False)[2][:rank]
-    x0 = np.zeros((N, rank))
-    x0[train] = r @ v.T
-    z = _dense_diffuse(s, x0) @ v
-    e = y[valid] - ridge.predict(x[valid])
-    c = max(float((z[valid] * e).sum() / (z[valid] ** 2).sum()), 0.0)
-    assert c > 0 and factor == pytest.approx(c, rel=1e-4)
-    np.testing.assert_allclose(got, ridge.predict(x[evals]) + c * z[evals], rtol=1e-4, atol=1e-5)
-    assert ((got[valid] - y[valid]) ** 2).sum() < ((ridge.predict(x[valid]) - y[valid]) ** 2).sum()
-    # no valid genes: no factor to fit, the ridge itself
-    got, factor = ridge_residual_baseline(graph, ridge, x, train, y[train], valid[:0], y[valid[:0]], evals, rank)
-    assert factor == 0.0 and np.array_equal(got, ridge.predict(x[evals]))
+    ys = {t: (x @ rng.normal(size=(5, n_lm)) + sign * 20 * smooth + 0.3 * rng.normal(size=(N, n_lm))).astype(np.float32)
+          for t, sign in (("RNAi", 1), ("OE", -1))}  # OE's shared part opposes RNAi's
+    fits = {t: RidgeFit(fit_ridge(x[train], y[train], x[valid], y[valid]), train, y[train], valid, y[valid])
+            for t, y in ys.items()}
+    got = ridge_residual_baseline(graph, x, fits, {t: evals for t in ys}, rank)
+    z = [_diffused_oracle(s, train, y[train] - fits[t].ridge.predict(x[train]), rank) for t, y in ys.items()]
+    for i, (t, y) in enumerate(ys.items()):
+        e = y[valid] - fits[t].ridge.predict(x[valid])
+        want = _lstsq_mix([zt[valid] for zt in z], e, [0, 1])
+        pred, mix = got[t]
+        assert list(mix) == ["RNAi", "OE"] and [mix["RNAi"], mix["OE"]] == pytest.approx(want, rel=1e-3, abs=1e-4)
+        assert want[i] > 0
+        np.testing.assert_allclose(pred, fits[t].ridge.predict(x[evals]) + want[0] * z[0][evals] + want[1] * z[1][evals],
+                                   rtol=1e-3, atol=1e-4)
+        assert ((pred[valid] - y[valid]) ** 2).sum() < ((fits[t].ridge.predict(x[valid]) - y[valid]) ** 2).sum()
+    # no valid genes: no mix to fit, the ridge itself
+    bare = {t: f._replace(valid_genes=valid[:0], y_valid=f.y_valid[:0]) for t, f in fits.items()}
+    for t, (pred, mix) in ridge_residual_baseline(graph, x, bare, {t: evals for t in ys}, rank).items():
+        assert not any(mix.values()) and np.array_equal(pred, bare[t].ridge.predict(x[evals]))

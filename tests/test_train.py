@@ -80,9 +80,9 @@ def test_run_directory_contents(cli_run, tiny):
         gate, shrink = run["gate"][t], run["shrink"][t]
         assert 0.1 <= shrink <= 1.0 and state["shrink"][ti] == pytest.approx(shrink)
         assert 0.0 <= gate <= 1.0 and state["gate"][ti] == pytest.approx(gate)
-        residual = run["residual_scale"][t]
-        assert residual >= 0.0 and state["residual.scale"][ti] == pytest.approx(residual)
-        if gate == 1.0 and residual == 0.0:
+        mix = [run["residual_mix"][t][o] for o in ("RNAi", "CRISPR", "OE")]
+        assert mix[ti] >= 0.0 and state["residual.mix"][ti].tolist() == pytest.approx(mix)
+        if gate == 1.0 and not any(mix):
             assert run["metrics"][t]["valid"]["model"]["pearson_delta"] == pytest.approx(m["pearson_delta"], abs=1e-6)
 
 

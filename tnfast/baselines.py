@@ -10,8 +10,9 @@ they are averages (so a fallback to the training mean is exactly the mean).
 - kNN: the average training signature of the k genes most cosine-similar in the same inputs,
   k chosen by valid MSE (like ridge's penalty);
 - ridge + residual diffusion: the ridge, corrected as TranscriptionNet is after training
-  (:mod:`tnfast.model.smoothing`: its training residuals diffused over the networks, the
-  factor fitted on valid), so the model's own correction step is credited to neither side;
+  (:mod:`tnfast.model.smoothing`: its training residuals of every type diffused over the
+  networks, mixed by factors fitted on valid), so the model's own correction step is credited
+  to neither side;
 - network average: per layer, the edge-weighted mean of the measured training signatures of
   the gene's neighbours; averaged over the layers where it has any; the training mean where it
   has none (label propagation, one hop: the classic answer a network model must beat);
@@ -23,6 +24,7 @@ they are averages (so a fallback to the training mean is exactly the mean).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,25 +54,41 @@ def ridge_baseline(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray
     return model.predict(x_eval), model
 
 
-def ridge_residual_baseline(graph, ridge: Ridge, x: np.ndarray, train_genes: np.ndarray, y_train: np.ndarray,
-                            valid_genes: np.ndarray, y_valid: np.ndarray, eval_genes: np.ndarray,
-                            rank: int) -> tuple[np.ndarray, float]:
-    """``ridge`` (fitted on ``train_genes``) plus its diffused training residuals, scaled by the
-    factor of least valid squared error (0 without valid genes). ``graph``: the bundle's
-    :class:`tnfast.model.graph.MultiplexGraph`; ``x``: every gene's inputs. Returns
-    (predictions (n, L), the factor)."""
+class RidgeFit(NamedTuple):
+    """One type's fitted ridge and the signatures it learnt from and was tuned on."""
+
+    ridge: Ridge
+    train_genes: np.ndarray
+    y_train: np.ndarray
+    valid_genes: np.ndarray
+    y_valid: np.ndarray
+
+
+def ridge_residual_baseline(graph, x: np.ndarray, fits: Mapping[str, RidgeFit], eval_genes: Mapping[str, np.ndarray],
+                            rank: int) -> dict[str, tuple[np.ndarray, dict[str, float]]]:
+    """Per type of ``fits``: the ridge plus the diffused training residuals of every type, mixed
+    by the factors of least valid squared error (no correction without valid genes), at its
+    ``eval_genes``. ``graph``: the bundle's :class:`tnfast.model.graph.MultiplexGraph`; ``x``:
+    every gene's inputs. Returns per type (predictions (n, L), its mix {type: factor})."""
     import torch
 
     from .model.smoothing import ResidualCorrection
 
-    def residual(genes, y):
+    def residual(f: RidgeFit, genes: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return (torch.from_numpy(np.asarray(genes, np.int64)),
-                torch.from_numpy(np.asarray(y, np.float32) - ridge.predict(x[genes]).astype(np.float32)))
+                torch.from_numpy(np.asarray(y, np.float32) - f.ridge.predict(x[genes]).astype(np.float32)))
 
-    rc = ResidualCorrection(graph.n_genes, rank, np.shape(y_train)[1], 1)
-    rc.fit(graph, {0: residual(train_genes, y_train)}, {0: residual(valid_genes, y_valid)} if len(valid_genes) else {})
-    correction = rc(torch.from_numpy(np.asarray(eval_genes, np.int64)))[:, 0].numpy()
-    return ridge.predict(x[eval_genes]) + correction, float(rc.scale[0])
+    names = list(fits)
+    n_lm = np.shape(next(iter(fits.values())).y_train)[1]
+    rc = ResidualCorrection(graph.n_genes, rank, n_lm, len(names))
+    rc.fit(graph, {i: residual(f, f.train_genes, f.y_train) for i, f in enumerate(fits.values())},
+           {i: residual(f, f.valid_genes, f.y_valid) for i, f in enumerate(fits.values()) if len(f.valid_genes)})
+    out = {}
+    for i, t in enumerate(names):
+        g = np.asarray(eval_genes[t], np.int64)
+        correction = rc(torch.from_numpy(g))[:, i].numpy()
+        out[t] = fits[t].ridge.predict(x[g]) + correction, dict(zip(names, rc.mix[i].tolist()))
+    return out
 
 
 def _unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

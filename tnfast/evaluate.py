@@ -39,7 +39,7 @@ import numpy as np
 
 from . import __version__
 from .atomic import atomic_file
-from .baselines import (knn_baseline, network_average, other_type_baseline, ridge_baseline,
+from .baselines import (RidgeFit, knn_baseline, network_average, other_type_baseline, ridge_baseline,
                         ridge_residual_baseline, total_degree, training_mean)
 from .data.bundle import TYPES, Bundle, load_bundle
 from .design import DesignConfig, design_matrix
@@ -405,39 +405,58 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
                                 "truth_files": [os.fspath(f) for f in truth]},
                      "types": {}, "flags": [], "notes": notes}
     details: dict[str, TypeDetail] = {}
-    residual_inputs = None  # (graph, rank) of the ridge + residual baseline, built at first need
+    # First every type's training pool and ridge, evaluated or not: the ridge + residual
+    # baseline fits its correction on all types at once, as the model does.
+    pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # type -> (train rows, valid rows)
+    ridges: dict[str, tuple[np.ndarray, RidgeFit]] = {}  # type -> (predictions, the fit)
+    evaluated = {t: sets[t][0] if t in sets else np.zeros(0, np.int64) for t in bundle.signatures}
+    for t in TYPES:
+        if t not in bundle.signatures:
+            continue
+        genes = evaluated[t]
+        s = bundle.signatures[t]
+        held = np.isin(s.gene, genes)  # evaluated genes never train or tune a baseline
+        tr = np.flatnonzero((s.split == "train") & ~held)
+        va = np.flatnonzero((s.split == "valid") & (~held if truth else True))
+        if len(tr) < 2 and t in sets:
+            raise InputError(data, f"{t} has {len(tr)} training signatures outside the evaluated genes; need 2")
+        if len(tr) < 2:
+            continue
+        if t in sets and truth:
+            seen = int(np.isin(genes, s.gene[s.split == "train"]).sum())
+            if seen:
+                notes.append(f"{t}: {seen} of the {len(genes)} evaluated genes are in the training split: "
+                             f"the model has seen them (the baselines have not)")
+        if t in sets:
+            progress(f"{t}: {len(genes)} genes; baselines from {len(tr)} training genes")
+        pools[t] = tr, va
+        if x is not None:
+            xv, yv = (x[s.gene[va]], s.values[va]) if len(va) else (None, None)
+            pred, model = ridge_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes])
+            ridges[t] = pred, RidgeFit(model, s.gene[tr], s.values[tr], s.gene[va], s.values[va])
+    corrected = {}
+    if ridges and bundle.networks:
+        graph, rank = _residual_inputs(bundle)
+        corrected = ridge_residual_baseline(graph, x, {t: f for t, (_, f) in ridges.items()}, evaluated, rank)
+
     for t in TYPES:
         if t not in sets:
             continue
         genes, y = sets[t]
         s = bundle.signatures[t]
-        held = np.isin(s.gene, genes)  # evaluated genes never train or tune a baseline
-        tr = np.flatnonzero((s.split == "train") & ~held)
-        va = np.flatnonzero((s.split == "valid") & (~held if truth else True))
-        if len(tr) < 2:
-            raise InputError(data, f"{t} has {len(tr)} training signatures outside the evaluated genes; need 2")
-        if truth:
-            seen = int(np.isin(genes, s.gene[s.split == "train"]).sum())
-            if seen:
-                notes.append(f"{t}: {seen} of the {len(genes)} evaluated genes are in the training split: "
-                             f"the model has seen them (the baselines have not)")
-        progress(f"{t}: {len(genes)} genes; baselines from {len(tr)} training genes")
+        tr, va = pools[t]
         mean = training_mean(s.values[tr])
         gene_ids = bundle.genes[genes]
         preds_t: dict[str, np.ndarray] = {"model": source(t, gene_ids)[:, lm_order]}
         preds_t["mean"] = np.broadcast_to(mean, y.shape)
         extras: dict[str, dict] = {}
         if x is not None:
-            xv = x[s.gene[va]] if len(va) else None
-            yv = s.values[va] if len(va) else None
-            preds_t["ridge"], rmodel = ridge_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes])
-            extras["ridge"] = {"alpha": rmodel.alpha}
-            if bundle.networks:
-                residual_inputs = residual_inputs or _residual_inputs(bundle)
-                graph, rank = residual_inputs
-                preds_t["ridge_residual"], factor = ridge_residual_baseline(
-                    graph, rmodel, x, s.gene[tr], s.values[tr], s.gene[va], s.values[va], genes, rank)
-                extras["ridge_residual"] = {"factor": factor}
+            preds_t["ridge"], fit = ridges[t]
+            extras["ridge"] = {"alpha": fit.ridge.alpha}
+            if t in corrected:
+                preds_t["ridge_residual"], mix = corrected[t]
+                extras["ridge_residual"] = {"mix": mix}
+            xv, yv = (x[s.gene[va]], s.values[va]) if len(va) else (None, None)
             preds_t["knn"], k = knn_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes])
             extras["knn"] = {"k": k}
         if bundle.networks:

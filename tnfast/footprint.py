@@ -121,7 +121,7 @@ def model_parameters(shape: BundleShape, m: dict) -> int:
     n_prior = (n_struct + feats) if m.get("ridge_prior") else 0
     prior = t * (n_prior * n_lm + n_prior + n_lm + 2) if n_prior else 0  # weight, x/y means, alpha, fitted
     rank = m.get("residual_rank", 0) if n_l else 0  # .get: as ridge_prior
-    residual = t * (n * rank + rank * n_lm + 1) if rank else 0  # coef, basis, scale
+    residual = t * (n * rank + rank * n_lm + t) if rank else 0  # coef, basis, mix
     return enc + fun + gensan + prior + residual + (2 * t * n_lm + t) + 2 * t  # + scaler, gate, shrink
 
 

@@ -149,6 +149,23 @@ def resume_dir(out: Path | None) -> tuple[Path, Path, RunConfig, str]:
     return run_dir, Path(meta["data"]), from_dict(meta["config"], str(run_dir / "train.json")), meta["run_id"]
 
 
+def _descend(model: TranscriptionNet, opt: torch.optim.Optimizer, loss: torch.Tensor, clip_norm: float) -> None:
+    loss.backward()
+    if clip_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    opt.step()
+
+
+def reconstruction_step(model: TranscriptionNet, graph: MultiplexGraph, opt: torch.optim.Optimizer,
+                        gen: torch.Generator, tc: TrainConfig, dev: torch.device) -> torch.Tensor:
+    """One optimiser step of network reconstruction alone (pretraining); the loss."""
+    opt.zero_grad(set_to_none=True)
+    with autocast(dev, tc.precision):
+        loss = model.reconstruction_loss(model.encode(graph), graph, gen)
+    _descend(model, opt, loss, tc.clip_norm)
+    return loss
+
+
 def _new_run_dir(data: Path, out: Path | None, cfg: RunConfig, rank: int) -> tuple[Path, str]:
     """Create the run directory with config.toml and train.json (rank 0); (run dir, run id)."""
     run_id = broadcast(new_run_id())
@@ -246,31 +263,28 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         for group in opt.param_groups:
             group["lr"] = learning_rate(tc, st["step"] - n_pre)
         model.train()
-        opt.zero_grad(set_to_none=True)
-        with autocast(dev, tc.precision):
-            if pretrain:
-                # identical on every rank (same generator): no gradient exchange needed
-                rec = model.reconstruction_loss(model.encode(graph), graph, gen_recon)
-                loss, sig = rec, None
-            else:
-                if st["pos"] + batch > len(st["perm"]):
-                    st["perm"], st["pos"] = torch.randperm(len(s_genes), generator=gen_batch), 0
-                idx = st["perm"][st["pos"]:st["pos"] + batch]
-                st["pos"] += batch
-                keep = torch.rand(batch, len(TYPES), generator=gen_batch) >= tc.drop_available
-                idx, keep = idx[rank::size], keep[rank::size]
-                genes, target = s_genes[idx].to(dev), s_types[idx].to(dev)
-                values, avail = meas.gather(genes)
+        if pretrain:
+            # identical on every rank (same generator): no gradient exchange needed
+            loss = rec = reconstruction_step(model, graph, opt, gen_recon, tc, dev)
+            sig = None
+        else:
+            if st["pos"] + batch > len(st["perm"]):
+                st["perm"], st["pos"] = torch.randperm(len(s_genes), generator=gen_batch), 0
+            idx = st["perm"][st["pos"]:st["pos"] + batch]
+            st["pos"] += batch
+            keep = torch.rand(batch, len(TYPES), generator=gen_batch) >= tc.drop_available
+            idx, keep = idx[rank::size], keep[rank::size]
+            genes, target = s_genes[idx].to(dev), s_types[idx].to(dev)
+            values, avail = meas.gather(genes)
+            opt.zero_grad(set_to_none=True)
+            with autocast(dev, tc.precision):
                 out = net(graph, genes, target, values, avail & keep.to(dev), generator=gen_recon)
                 truth = s_truth[idx.to(dev)]
                 sig = signature_loss(out.pred, truth, model.config.beta)
                 guess = out.first_guess[torch.arange(len(idx), device=dev), target]
                 rec = out.recon
                 loss = sig + tc.guess_weight * signature_loss(guess, truth, model.config.beta) + tc.recon_weight * rec
-        loss.backward()
-        if tc.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
-        opt.step()
+            _descend(model, opt, loss, tc.clip_norm)
         st["step"] += 1
         losses.append((loss.item(), rec.item(), None if sig is None else sig.item()))
         if not math.isfinite(losses[-1][0]):
@@ -326,8 +340,9 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
                                       dims=model.dims.to_dict(), best_step=st["best_step"], steps=st["step"],
                                       gate=dict(zip(TYPES, model.gate.tolist())),
                                       shrink=dict(zip(TYPES, model.shrink.tolist())),
-                                      residual_scale=None if model.residual is None
-                                      else dict(zip(TYPES, model.residual.scale.tolist()))))
+                                      residual_mix=None if model.residual is None
+                                      else {t: dict(zip(TYPES, row)) for t, row in
+                                            zip(TYPES, model.residual.mix.tolist())}))
         ckpt_path.unlink(missing_ok=True)
     return run_dir, summary
 

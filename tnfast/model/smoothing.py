@@ -9,7 +9,7 @@ Smooth (Huang et al., ICLR 2021). It is fitted once, after training, in closed f
 Trade-off: the residuals are (n_train, 978); they are projected onto their top ``rank``
 principal directions first, so the diffusion moves (N, T*rank) floats over the ~15 M edges
 rather than (N, T*978), and what the model keeps is ``coef`` (T, N, rank) and ``basis``
-(T, rank, L): about 10 MB at genome scale, and no graph work at prediction time.
+(T, rank, L): about 20 MB at genome scale at rank 64, and no graph work at prediction time.
 """
 
 from __future__ import annotations
@@ -53,41 +53,48 @@ def diffuse(graph: MultiplexGraph, x0: torch.Tensor, alpha: float = ALPHA, hops:
 class ResidualCorrection(nn.Module):
     """(n,) gene indices -> (n, T, L) correction in scaled units, 0 until :meth:`fit`.
 
-    Buffers (saved with the model): coef (T, N, rank), basis (T, rank, L), scale (T,) (the
-    factor fitted on valid, kept for the record).
+    Buffers (saved with the model): coef (T, N, rank) and basis (T, rank, L), each type's
+    diffused training residuals in its own principal directions, and mix (T, T): the
+    correction of type t is sum over o of mix[t, o] x type o's diffused residual.
     """
 
     def __init__(self, n_genes: int, rank: int, n_landmarks: int, n_types: int):
         super().__init__()
         self.register_buffer("coef", torch.zeros(n_types, n_genes, rank))
         self.register_buffer("basis", torch.zeros(n_types, rank, n_landmarks))
-        self.register_buffer("scale", torch.zeros(n_types))
+        self.register_buffer("mix", torch.zeros(n_types, n_types))
+
+    def diffused(self, genes: torch.Tensor) -> torch.Tensor:
+        """(n,) -> (n, T, L): each type's diffused training residual at the genes, unscaled."""
+        return torch.einsum("onk,okl->nol", self.coef.index_select(1, genes.to(self.coef.device)), self.basis)
 
     def forward(self, genes: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("tnk,tkl->ntl", self.coef.index_select(1, genes.to(self.coef.device)), self.basis)
+        return torch.einsum("to,nol->ntl", self.mix, self.diffused(genes))
 
     @torch.no_grad()
     def clear(self) -> None:
         self.coef.zero_()
         self.basis.zero_()
-        self.scale.zero_()
+        self.mix.zero_()
 
     @torch.no_grad()
     def fit(self, graph: MultiplexGraph, residuals: dict[int, tuple[torch.Tensor, torch.Tensor]],
             valid: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Per type t: ``residuals[t]`` = (training gene indices (m,), their residuals (m, L)),
         ``valid[t]`` = (valid gene indices (g,), their residuals (g, L)), scaled units, of the
-        model without this correction. The training residuals are projected on their top
-        ``rank`` principal directions and diffused (:func:`diffuse`, all types at once); the
-        factor >= 0 of least valid squared error scales each type's diffused residual. A type
-        without valid genes keeps no correction (nothing honest to fit the factor on)."""
+        model without this correction. Each type's training residuals are projected on their
+        top ``rank`` principal directions and diffused (:func:`diffuse`, all types at once).
+        Row t of ``mix`` is fitted on type t's valid residuals (:func:`mixing`): the types
+        share errors (CRISPR follows RNAi, OE partly opposes it), so a type's correction also
+        reads the other types' measured neighbours. A type without valid genes gets no
+        correction (nothing honest to fit it on); its training residuals still serve the others."""
         self.clear()
         if not residuals or not valid:
             return
         n_types, n, rank = self.coef.shape
         x0 = torch.zeros(n, n_types * rank, device=self.coef.device)
         for t, (genes, r) in residuals.items():
-            if len(genes) < 2 or t not in valid:
+            if len(genes) < 2:
                 continue
             r = r.float().to(x0.device)
             v = torch.linalg.svd(r, full_matrices=False).Vh[:rank]  # (k, L), k <= rank
@@ -96,10 +103,23 @@ class ResidualCorrection(nn.Module):
             v = v * torch.sign(v.gather(1, v.abs().argmax(dim=1, keepdim=True)))
             self.basis[t, :len(v)] = v
             x0[genes.to(x0.device), t * rank:t * rank + len(v)] = r @ v.T
-        z = diffuse(graph, x0).view(n, n_types, rank).transpose(0, 1)  # (T, N, rank)
+        self.coef.copy_(diffuse(graph, x0).view(n, n_types, rank).transpose(0, 1))  # (T, N, rank)
         for t, (genes, e) in valid.items():
-            d = z[t].index_select(0, genes.to(z.device)) @ self.basis[t]
-            e = e.float().to(d.device)
-            c = float((d * e).sum() / (d * d).sum()) if float((d * d).sum()) > 0 else 0.0
-            self.scale[t] = max(c, 0.0)
-            self.coef[t] = self.scale[t] * z[t]
+            self.mix[t] = mixing(self.diffused(genes), e.float().to(self.coef.device), t)
+
+
+def mixing(d: torch.Tensor, e: torch.Tensor, own: int) -> torch.Tensor:
+    """(T,) factors of least squared error of ``e`` (g, L) by sum over o of c[o] d[:, o]
+    (``d`` (g, T, L)), with c[own] >= 0: a type's own diffused errors point the right way or
+    are left out. Types whose ``d`` is all zero get 0."""
+    c = torch.zeros(d.shape[1], device=d.device)
+    cols = [o for o in range(d.shape[1]) if bool(d[:, o].any())]
+    while cols:
+        a = d[:, cols].transpose(1, 2).reshape(-1, len(cols)).double()  # (g * L, k)
+        sol = torch.linalg.pinv(a.T @ a) @ (a.T @ e.reshape(-1).double())  # normal equations, any device
+        if own in cols and sol[cols.index(own)] < 0:
+            cols.remove(own)
+            continue
+        c[cols] = sol.to(c)
+        break
+    return c
