@@ -123,6 +123,21 @@ def test_overwrite_refuses_a_directory_that_is_not_a_store(run, tmp_path):
     assert (victim / "thesis.txt").read_text() == "keep me"
 
 
+def test_a_run_that_cannot_load_leaves_no_store(run, tmp_path):
+    """The store is made before the model loads; a model that fails to load takes it away again:
+    one line, exit code 2, nothing half-written."""
+    import shutil
+
+    broken = tmp_path / "run"
+    shutil.copytree(run, broken)
+    (broken / "model.pt").write_bytes(b"not a torch file")
+    r = subprocess.run(CLI + ["infer", "--run", str(broken), "--out", str(tmp_path / "p.zarr")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "model.pt" in r.stderr and "cannot load model weights" in r.stderr
+    assert not (tmp_path / "p.zarr").exists()
+
+
 def test_export_gctx_round_trips_and_reimports(reference_store, tmp_path):
     p = open_preds(reference_store)
     out = export(reference_store, "gctx", tmp_path / "p.gctx")

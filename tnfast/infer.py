@@ -88,7 +88,12 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
     have = done[:].astype(bool)
     todo = [k for k in my_range(n_chunks, rank, size) if not have[k]]
     if todo:
-        predictor = load_predictor(run_dir, bundle, inputs=ALL_SPLITS, device=device, run=meta)
+        try:
+            predictor = load_predictor(run_dir, bundle, inputs=ALL_SPLITS, device=device, run=meta)
+        except BaseException:
+            if fresh and rank == 0:  # the store was made for this call and holds no prediction yet
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     finished = int(have.sum())
     lock = threading.Lock()
 
