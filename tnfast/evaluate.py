@@ -418,16 +418,15 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         held = np.isin(s.gene, genes)  # evaluated genes never train or tune a baseline
         tr = np.flatnonzero((s.split == "train") & ~held)
         va = np.flatnonzero((s.split == "valid") & (~held if truth else True))
-        if len(tr) < 2 and t in sets:
-            raise InputError(data, f"{t} has {len(tr)} training signatures outside the evaluated genes; need 2")
         if len(tr) < 2:
+            if t in sets:
+                raise InputError(data, f"{t} has {len(tr)} training signatures outside the evaluated genes; need 2")
             continue
-        if t in sets and truth:
-            seen = int(np.isin(genes, s.gene[s.split == "train"]).sum())
+        if t in sets:
+            seen = int(np.isin(genes, s.gene[s.split == "train"]).sum()) if truth else 0
             if seen:
                 notes.append(f"{t}: {seen} of the {len(genes)} evaluated genes are in the training split: "
                              f"the model has seen them (the baselines have not)")
-        if t in sets:
             progress(f"{t}: {len(genes)} genes; baselines from {len(tr)} training genes")
         pools[t] = tr, va
         if x is not None:

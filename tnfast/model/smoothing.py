@@ -112,14 +112,13 @@ def mixing(d: torch.Tensor, e: torch.Tensor, own: int) -> torch.Tensor:
     """(T,) factors of least squared error of ``e`` (g, L) by sum over o of c[o] d[:, o]
     (``d`` (g, T, L)), with c[own] >= 0: a type's own diffused errors point the right way or
     are left out. Types whose ``d`` is all zero get 0."""
-    c = torch.zeros(d.shape[1], device=d.device)
+    def solve(cols: list[int]) -> torch.Tensor:
+        c = torch.zeros(d.shape[1], device=d.device)
+        if cols:
+            a = d[:, cols].transpose(1, 2).reshape(-1, len(cols)).double()  # (g * L, k)
+            c[cols] = (torch.linalg.pinv(a.T @ a) @ (a.T @ e.reshape(-1).double())).to(c)  # normal equations, any device
+        return c
+
     cols = [o for o in range(d.shape[1]) if bool(d[:, o].any())]
-    while cols:
-        a = d[:, cols].transpose(1, 2).reshape(-1, len(cols)).double()  # (g * L, k)
-        sol = torch.linalg.pinv(a.T @ a) @ (a.T @ e.reshape(-1).double())  # normal equations, any device
-        if own in cols and sol[cols.index(own)] < 0:
-            cols.remove(own)
-            continue
-        c[cols] = sol.to(c)
-        break
-    return c
+    c = solve(cols)
+    return solve([o for o in cols if o != own]) if c[own] < 0 else c
