@@ -305,6 +305,29 @@ def test_gensan_978_landmarks():
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
+def test_gensan_gradients_are_bit_identical_on_two_threads():
+    """The indicator sums its gradient over every (gene, type) row. Taken by indexing, the CPU
+    backward added those rows with parallel atomics, in a new order each time, and two training
+    runs with one seed drifted apart from their second joint step on."""
+    torch.set_num_threads(2)  # the fixture puts back one thread
+    torch.manual_seed(0)
+    gs = GenSAN(N_LM, tiny_cfg(blocks=1, recycles=1))
+    randomize_(gs)
+    x = torch.randn(4096, 3, N_LM)
+    m = torch.rand(4096, 3) < 0.5
+
+    def grads():
+        gs.zero_grad(set_to_none=True)
+        gs(x, m).square().sum().backward()
+        return {k: p.grad.clone() for k, p in gs.named_parameters()}
+
+    first = grads()
+    for _ in range(4):
+        again = grads()
+        for k in first:
+            assert torch.equal(again[k], first[k]), k
+
+
 # ------------------------------------------------------------------------------------------
 # leakage
 # ------------------------------------------------------------------------------------------

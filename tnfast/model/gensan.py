@@ -91,8 +91,9 @@ class GenSAN(nn.Module):
 
     def condition(self, is_measured: torch.Tensor) -> torch.Tensor:
         """(B, T) bool -> (B, T, L) indicator embedding of every row."""
-        rows = torch.arange(self.n_types, device=is_measured.device)
-        return self.indicator[rows[None, :], is_measured.long()]
+        # A select, not an index: indexing's backward on a CPU accumulates the many repeated
+        # (type, flag) pairs with parallel atomic adds, in a different order on every run.
+        return torch.where(is_measured[..., None], self.indicator[:, 1], self.indicator[:, 0])
 
     def one_pass(self, x: torch.Tensor, is_measured: torch.Tensor) -> torch.Tensor:
         """One application of the block stack (the unit that recycling repeats)."""
