@@ -75,10 +75,30 @@ def _diffused_oracle(s: np.ndarray, genes: np.ndarray, resid: np.ndarray, rank: 
 
 
 def _lstsq_mix(z: list[np.ndarray], e: np.ndarray, cols: list[int]) -> np.ndarray:
-    a = np.stack([z[o].ravel() for o in cols], 1)
     c = np.zeros(len(z))
-    c[cols] = np.linalg.lstsq(a, e.ravel(), rcond=None)[0]
+    if cols:
+        a = np.stack([z[o].ravel() for o in cols], 1)
+        c[cols] = np.linalg.lstsq(a, e.ravel(), rcond=None)[0]
     return c
+
+
+def _held_out_sse(z: list[np.ndarray], e: np.ndarray, cols: list[int]) -> float:
+    """Each gene (row) left out in turn, the mix refitted on the others: its squared error."""
+    total = 0.0
+    for g in range(len(e)):
+        keep = np.arange(len(e)) != g
+        c = _lstsq_mix([zt[keep] for zt in z], e[keep], cols)
+        total += float(((e[g] - sum(c[o] * z[o][g] for o in cols)) ** 2).sum())
+    return total
+
+
+def _oracle_mix(z: list[np.ndarray], e: np.ndarray, own: int, cols: list[int]) -> np.ndarray:
+    """The mixing rule by hand: own type alone unless all of ``cols`` predict held-out genes
+    better, then least squares, the own factor held at or above 0."""
+    if own in cols and len(cols) > 1 and _held_out_sse(z, e, [own]) <= _held_out_sse(z, e, cols):
+        cols = [own]
+    c = _lstsq_mix(z, e, cols)
+    return _lstsq_mix(z, e, [o for o in cols if o != own]) if c[own] < 0 else c
 
 
 def test_fit_is_the_least_squares_mix_of_every_types_correction():
@@ -105,7 +125,7 @@ def test_fit_is_the_least_squares_mix_of_every_types_correction():
     rc.fit(graph, {t: (as_t(train[t]), as_t(resid[t]).float()) for t in train},
            {0: (as_t(valid_genes), as_t(e0).float()), 1: (as_t(valid_genes), as_t(e1).float())})
     mix = rc.mix.numpy()
-    want = np.stack([_lstsq_mix(zv, e0, [0, 1, 2]), _lstsq_mix(zv, e1, [0, 2]), np.zeros(3)])
+    want = np.stack([_oracle_mix(zv, e0, 0, [0, 1, 2]), _oracle_mix(zv, e1, 1, [0, 1, 2]), np.zeros(3)])
     np.testing.assert_allclose(mix, want, rtol=1e-4, atol=1e-5)
     assert mix[0] == pytest.approx([2.5, -1.0, 0.0], abs=0.02)
     assert mix[1, 1] == 0 and mix[1, 2] == pytest.approx(0.5, abs=0.1)
@@ -146,6 +166,28 @@ def test_a_type_without_training_residuals_mixes_in_nothing():
     assert float(rc.mix[0, 0]) == pytest.approx(c, rel=1e-4) and float(rc.mix[1, 0]) == pytest.approx(-c, rel=1e-4)
 
 
+@pytest.mark.parametrize("other_share", [0.0, 1.0])
+def test_other_types_are_mixed_in_only_when_they_predict_held_out_genes(other_share):
+    """12 genes: the residual is 0.8 x the own type's diffusion, plus ``other_share`` x type 1's,
+    plus noise as large. Without a real share the full fit still gives type 1 a factor (noise),
+    and the held-out errors (checked against refits by hand) say no: its factor is exactly 0.
+    With one they say yes."""
+    from tnfast.model.smoothing import held_out_error, mixing
+
+    rng = np.random.default_rng(4)
+    z = [rng.normal(size=(12, 9)) for _ in range(3)]
+    e = 0.8 * z[0] + other_share * z[1] + rng.normal(size=(12, 9))
+    d = torch.from_numpy(np.stack(z, 1))
+    for cols in ([0], [0, 1, 2]):
+        assert held_out_error(d[:, cols], torch.from_numpy(e)) == pytest.approx(_held_out_sse(z, e, cols), rel=1e-9)
+    got = mixing(d.float(), torch.from_numpy(e).float(), 0).numpy()
+    np.testing.assert_allclose(got, _oracle_mix(z, e, 0, [0, 1, 2]), rtol=1e-4, atol=1e-6)
+    if other_share:
+        assert got[1] == pytest.approx(1.0, abs=0.3)
+    else:
+        assert got[1] == got[2] == 0 and _lstsq_mix(z, e, [0, 1, 2])[1] != 0
+
+
 def test_ridge_residual_baseline_is_ridge_plus_the_oracle_correction():
     from tnfast.baselines import RidgeFit, ridge_residual_baseline
     from tnfast.ridge import fit_ridge
@@ -165,7 +207,7 @@ def test_ridge_residual_baseline_is_ridge_plus_the_oracle_correction():
     z = [_diffused_oracle(s, train, y[train] - fits[t].ridge.predict(x[train]), rank) for t, y in ys.items()]
     for i, (t, y) in enumerate(ys.items()):
         e = y[valid] - fits[t].ridge.predict(x[valid])
-        want = _lstsq_mix([zt[valid] for zt in z], e, [0, 1])
+        want = _oracle_mix([zt[valid] for zt in z], e, i, [0, 1])
         pred, mix = got[t]
         assert list(mix) == ["RNAi", "OE"] and [mix["RNAi"], mix["OE"]] == pytest.approx(want, rel=1e-3, abs=1e-4)
         assert want[i] > 0
