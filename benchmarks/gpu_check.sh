@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The GPU checks of issues 3, 4, 5 and 8 as one prepared run, for a session lent a GPU machine
-# for a few minutes (at most 9 of them, 540 s of step limits, in one command): the kernel tests on the GPU, then the
-# benchmark suite at full scale, the attention tile sweep and a short network integration.
+# for a few minutes (at most 9 of them, 540 s of step limits, in one command): the kernel tests
+# on the GPU, then the benchmark suite at full scale, the attention tile sweep and a short
+# network integration.
 #
 #   TNFAST_GIT_COMMIT=$(git rev-parse HEAD) bash benchmarks/gpu_check.sh OUT_DIR
 #   GPU_CHECK_SMOKE=1 bash benchmarks/gpu_check.sh OUT_DIR   # the same steps, tiny and on CPU
 #
 # Run from the repository root. Each step has its own time limit, so a slow one costs its own
-# results only; each writes one file to OUT_DIR (8 in all: what the device tool brings back)
-# and this script prints one line per step (seconds, exit code) and a final table. Missing
-# Python packages travel as wheels in .whl/ (README, "Running on a GPU machine"); tnfast is
-# installed from this tree, without its dependencies, into a scratch folder.
+# results only; every step but the synthetic default's writes one file to OUT_DIR (7 in all;
+# the device tool brings back at most 8) and this script ends with a table of each step's
+# seconds and exit code. Missing Python packages travel as wheels in .whl/ (README,
+# "Performance"); tnfast is installed from this tree, without its dependencies, into a scratch
+# folder.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR}
 mkdir -p "$out"
