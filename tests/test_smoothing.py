@@ -1,4 +1,6 @@
-"""Residual smoothing (tnfast.model.smoothing) against dense numpy oracles written from its definition."""
+"""Residual smoothing (tnfast.model.smoothing) against dense numpy oracles written from its
+definition: per-layer diffusion with dense matrices, leave-one-out by refitting without each
+gene, the choice among the nested fits by hand."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ import torch
 
 from tnfast.data.csr import build_csr
 from tnfast.model.graph import MultiplexGraph
-from tnfast.model.smoothing import ALPHA, HOPS, ResidualCorrection, diffuse
+from tnfast.model.smoothing import (ALPHA, HOPS, JITTER, PENALTIES, ResidualCorrection, diffusions, fit_factors,
+                                    candidates, held_out_error, _normal_parts)
 
 N = 37  # odd; genes 30.. have no edge in any layer
+LAYERS = ("ppi", "pathway", "complex")
 
 
 def _layers(rng: np.random.Generator, weighted: bool) -> dict:
@@ -24,9 +28,9 @@ def _layers(rng: np.random.Generator, weighted: bool) -> dict:
             "complex": layer(np.arange(10, 19), np.arange(11, 20))}  # a chain; most genes absent
 
 
-def _dense_s(layers: dict, weighted: bool) -> np.ndarray:
-    """Mean over layers of D^-1/2 A D^-1/2, float64."""
-    s = np.zeros((N, N))
+def _dense_s(layers: dict, weighted: bool) -> list[np.ndarray]:
+    """Per layer, D^-1/2 A D^-1/2, float64."""
+    out = []
     for c in layers.values():
         a = np.zeros((N, N))
         for i in range(N):
@@ -34,161 +38,193 @@ def _dense_s(layers: dict, weighted: bool) -> np.ndarray:
             a[i, cols] = c.weights[c.indptr[i]:c.indptr[i + 1]] if weighted else 1.0
         d = a.sum(axis=1)
         inv = np.where(d > 0, 1 / np.sqrt(np.where(d > 0, d, 1)), 0)
-        s += inv[:, None] * a * inv[None, :]
-    return s / len(layers)
+        out.append(inv[:, None] * a * inv[None, :])
+    return out
 
 
-def _dense_diffuse(s: np.ndarray, x0: np.ndarray, alpha=ALPHA, hops=HOPS) -> np.ndarray:
-    z = x0.copy()
-    for _ in range(hops):
-        z = (1 - alpha) * x0 + alpha * s @ z
-    return z
+def _dense_diffusions(s: list[np.ndarray], x0: np.ndarray) -> np.ndarray:
+    """(2, layers, N, k): one hop and personalised PageRank, per layer."""
+    out = np.zeros((2, len(s)) + x0.shape)
+    for li, sl in enumerate(s):
+        out[0, li] = sl @ x0
+        z = x0.copy()
+        for _ in range(HOPS):
+            z = (1 - ALPHA) * x0 + ALPHA * sl @ z
+        out[1, li] = z
+    return out
 
 
 @pytest.mark.parametrize("weighted", [True, False])
 @pytest.mark.parametrize("k", [1, 5])
-def test_diffuse_matches_dense_oracle(weighted, k):
+def test_diffusions_match_dense_oracle(weighted, k):
     rng = np.random.default_rng(k + 10 * weighted)
     layers = _layers(rng, weighted)
     graph = MultiplexGraph.from_arrays(layers, N, use_edge_weights=weighted)
     x0 = rng.normal(size=(N, k))
     x0[rng.random(N) < 0.5] = 0  # residuals only on some genes, as on the training genes
-    want = _dense_diffuse(_dense_s(layers, weighted), x0)
-    got = diffuse(graph, torch.from_numpy(x0).float()).numpy()
+    want = _dense_diffusions(_dense_s(layers, weighted), x0)
+    got = diffusions(graph, torch.from_numpy(x0).float()).numpy()
+    assert got.shape == (2, 3, N, k)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got[30:], (1 - ALPHA) * x0[30:], rtol=1e-6)  # no edges: no neighbours' share
-    assert not np.allclose(got[:30], (1 - ALPHA) * x0[:30])  # the rest did move
+    assert not got[0, :, 30:].any()  # no edges: nothing from neighbours
+    np.testing.assert_allclose(got[1, :, 30:], (1 - ALPHA) * x0[None, 30:].repeat(3, 0), rtol=1e-6)
+    assert not np.allclose(got[1, 0], got[1, 1])  # the layers are kept apart
 
 
-def test_diffuse_without_networks_keeps_own_share():
-    graph = MultiplexGraph.from_arrays({}, N)
+def test_diffusions_without_networks_have_no_channels():
     x0 = torch.randn(N, 3)
-    torch.testing.assert_close(diffuse(graph, x0), (1 - ALPHA) * x0)
+    assert diffusions(MultiplexGraph.from_arrays({}, N), x0).shape == (2, 0, N, 3)
 
 
-def _diffused_oracle(s: np.ndarray, genes: np.ndarray, resid: np.ndarray, rank: int) -> np.ndarray:
-    """(N, L): the residuals on ``genes`` in their top ``rank`` directions, diffused."""
-    v = np.linalg.svd(resid, full_matrices=False)[2][:rank]
-    x0 = np.zeros((N, len(v)))
-    x0[genes] = resid @ v.T
-    return _dense_diffuse(s, x0) @ v
-
-
-def _lstsq_mix(z: list[np.ndarray], e: np.ndarray, cols: list[int]) -> np.ndarray:
-    c = np.zeros(len(z))
-    if cols:
-        a = np.stack([z[o].ravel() for o in cols], 1)
-        c[cols] = np.linalg.lstsq(a, e.ravel(), rcond=None)[0]
-    return c
-
-
-def _held_out_sse(z: list[np.ndarray], e: np.ndarray, cols: list[int]) -> float:
-    """Each gene (row) left out in turn, the mix refitted on the others: its squared error."""
+def _refit_error(x: np.ndarray, e: np.ndarray, lam: float) -> float:
+    """Brute force: each gene left out, the penalised factors refitted on the rest (penalty
+    relative to the full fit's per-column sums of squares), its squared error summed."""
+    scale = np.einsum("gkl,gkl->k", x, x)
     total = 0.0
     for g in range(len(e)):
         keep = np.arange(len(e)) != g
-        c = _lstsq_mix([zt[keep] for zt in z], e[keep], cols)
-        total += float(((e[g] - sum(c[o] * z[o][g] for o in cols)) ** 2).sum())
+        a = x[keep].transpose(0, 2, 1).reshape(-1, x.shape[1])
+        c = np.linalg.solve(a.T @ a + np.diag((lam + JITTER) * scale), a.T @ e[keep].ravel())
+        total += float(((e[g] - np.einsum("k,kl->l", c, x[g])) ** 2).sum())
     return total
 
 
-def _oracle_mix(z: list[np.ndarray], e: np.ndarray, own: int, cols: list[int]) -> np.ndarray:
-    """The mixing rule by hand: own type alone unless all of ``cols`` predict held-out genes
-    better, then least squares, the own factor held at or above 0."""
-    if own in cols and len(cols) > 1 and _held_out_sse(z, e, [own]) <= _held_out_sse(z, e, cols):
-        cols = [own]
-    c = _lstsq_mix(z, e, cols)
-    return _lstsq_mix(z, e, [o for o in cols if o != own]) if c[own] < 0 else c
+@pytest.mark.parametrize("lam", [0.0, 0.3])
+def test_held_out_error_is_the_sum_of_refits(lam):
+    rng = np.random.default_rng(5)
+    x, e = rng.normal(size=(9, 4, 7)), rng.normal(size=(9, 7))
+    got = held_out_error(_normal_parts(torch.from_numpy(x), torch.from_numpy(e)), lam)
+    assert got == pytest.approx(_refit_error(x, e, lam), rel=1e-9)
 
 
-def test_fit_is_the_least_squares_mix_of_every_types_correction():
-    """Type 0: residuals on 20 training genes; its valid residual is 2.5 x its own diffusion
-    - 1.0 x type 1's, plus a little noise. Type 1: residuals on 3 genes only (fewer than the
-    rank); its valid residual leans against its own diffusion, so its own factor is held at 0
-    and the rest refitted. Type 2: no valid genes: no correction, yet its residuals serve the
-    others. Each mix row is the oracle's least-squares solution (any other does worse on valid)
-    and the correction is the mix of the oracle's diffused residuals (the product: blind to the
-    SVD's signs)."""
+def _oracle_candidates(shape: tuple, own: int) -> list[tuple[str, np.ndarray, tuple]]:
+    n_reach, n_layers, n_kinds, n_types = shape
+    pooled = np.zeros(shape + (n_types,))
+    for o in range(n_types):
+        pooled[1, :, 0, o, o] = 1 / n_layers  # pagerank, residual
+    pooled = pooled.reshape(-1, n_types)
+    return [("own type", pooled[:, [own]], (0.0,)), ("every type", pooled, (0.0,)),
+            ("every channel", np.eye(pooled.shape[0]), PENALTIES)]
+
+
+def _oracle_fit(a: np.ndarray, e: np.ndarray, own: int, shape: tuple) -> tuple[np.ndarray, str, float]:
+    """The choice by hand: every candidate and penalty refitted without each gene; the least
+    summed error wins over no correction; dead channels left out; ties to the earlier."""
+    live = np.abs(a).max(axis=(0, 2)) > 0
+    best = (float((e ** 2).sum()), None, "none", 0.0)
+    for name, tie, penalties in _oracle_candidates(shape, own):
+        tie = tie[live][:, np.abs(tie[live]).sum(0) > 0]
+        if not tie.shape[1]:
+            continue
+        x = np.einsum("gcl,ck->gkl", a[:, live], tie)
+        for lam in penalties:
+            err = _refit_error(x, e, lam)
+            if err < best[0]:
+                best = (err, tie, name, lam)
+    _, tie, name, lam = best
+    f = np.zeros(a.shape[1])
+    if tie is not None:
+        x = np.einsum("gcl,ck->gkl", a[:, live], tie)
+        m = x.transpose(0, 2, 1).reshape(-1, x.shape[1])
+        scale = (m * m).sum(0)
+        f[live] = tie @ np.linalg.solve(m.T @ m + np.diag((lam + JITTER) * scale), m.T @ e.ravel())
+    return f, name, lam
+
+
+SHAPE = (2, 3, 2, 2)  # reach, layer, kind, type: 24 channels
+
+
+@pytest.mark.parametrize("case", ["noise", "own pooled", "one channel", "dead type"])
+def test_fit_factors_chooses_as_the_oracle(case):
+    """Four valid sets of 14 genes: residuals that are noise (nothing beats no correction on
+    held-out genes); 0.9 x the own type's PageRank residuals averaged over the layers (one
+    factor suffices); 1.5 x one channel, type 1's signatures one hop over the second layer
+    (only every channel finds it); the same with type 1 dead (all zeros: its channels are left
+    out). Factors, choice and penalty as the oracle's."""
+    rng = np.random.default_rng(["noise", "own pooled", "one channel", "dead type"].index(case))
+    a = rng.normal(size=(14,) + SHAPE + (9,))
+    if case == "dead type":
+        a[..., 1, :] = 0
+    e = rng.normal(size=(14, 9))
+    if case == "own pooled":
+        e = 0.5 * e + 0.9 * a[:, 1, :, 0, 0].mean(axis=1)
+    elif case in ("one channel", "dead type"):
+        e = 0.3 * e + 1.5 * a[:, 0, 1, 1, 1 if case == "one channel" else 0]
+    flat = a.reshape(14, -1, 9)
+    f, choice = fit_factors(torch.from_numpy(flat).float(), torch.from_numpy(e).float(), candidates(SHAPE, 0))
+    want, name, lam = _oracle_fit(flat.astype(np.float32).astype(np.float64), e.astype(np.float32), 0, SHAPE)
+    assert (choice["channels"], choice["penalty"]) == (name, lam)
+    np.testing.assert_allclose(f.numpy(), want, rtol=1e-4, atol=1e-5)
+    assert choice["held_out_mse"] <= choice["none_mse"]
+    f = f.numpy().reshape(SHAPE)
+    if case == "noise":
+        assert name == "none" and not f.any()
+    elif case == "own pooled":
+        assert name == "own type" and f[1, :, 0, 0] == pytest.approx([0.3] * 3, abs=0.03)
+        assert np.count_nonzero(f) == 3
+    else:
+        assert name == "every channel"
+        assert f[0, 1, 1, 1 if case == "one channel" else 0] == pytest.approx(1.5, abs=0.1)
+        if case == "dead type":
+            assert not f[..., 1].any()
+
+
+def _oracle_channels(s: list[np.ndarray], train: dict, n_lm: int, rank: int) -> np.ndarray:
+    """(N, reach, layer, kind, type, L): each type's residuals and signatures in the residuals'
+    top ``rank`` directions, diffused in landmark space."""
+    out = np.zeros((N, 2, len(s), 2, len(train), n_lm))
+    for o, (genes, r, y) in train.items():
+        if len(genes) < 2:  # one gene: no directions to speak of
+            continue
+        v = np.linalg.svd(r, full_matrices=False)[2][:rank]
+        for kind, x in enumerate((r, y)):
+            x0 = np.zeros((N, n_lm))
+            x0[genes] = x @ v.T @ v
+            out[:, :, :, kind, o] = _dense_diffusions(s, x0).transpose(2, 0, 1, 3)
+    return out
+
+
+def test_fit_corrects_with_the_oracle_channels():
+    """Type 0's valid residuals are 2 x type 1's residuals one hop over pathway - 1 x its own
+    signatures by PageRank over ppi, plus a little noise; type 1's are noise (what its
+    held-out errors choose, the oracle's too); type 2 has no valid genes and only one training
+    gene (too few for directions: its channels are 0). Each fitted type's correction at every
+    gene is the oracle's factors times the oracle's channels; type 2 gets none."""
     rng = np.random.default_rng(0)
     layers = _layers(rng, True)
     graph = MultiplexGraph.from_arrays(layers, N)
     s, n_lm, rank = _dense_s(layers, True), 11, 4
-    train = {0: rng.choice(30, 20, replace=False), 1: np.array([2, 5, 9]), 2: np.arange(20, 28)}
-    resid = {t: rng.normal(size=(len(g), n_lm)) for t, g in train.items()}
-    valid_genes = np.setdiff1d(np.arange(N), train[0])
-    z = [_diffused_oracle(s, train[t], resid[t], rank) for t in range(3)]
-    zv = [zt[valid_genes] for zt in z]
-    e0 = 2.5 * zv[0] - 1.0 * zv[1] + 0.002 * rng.normal(size=zv[0].shape)
-    e1 = -0.7 * zv[1] + 0.5 * zv[2] + 0.002 * rng.normal(size=zv[0].shape)
+    genes = {0: rng.choice(30, 16, replace=False), 1: np.array([2, 5, 9, 12, 20, 25]), 2: np.array([7])}
+    train = {t: (g, rng.normal(size=(len(g), n_lm)), rng.normal(size=(len(g), n_lm))) for t, g in genes.items()}
+    ch = _oracle_channels(s, train, n_lm, rank)
+    valid = np.setdiff1d(np.arange(N), genes[0])
+    e0 = 2.0 * ch[valid, 0, 1, 0, 1] - 1.0 * ch[valid, 1, 0, 1, 0] + 1e-3 * rng.normal(size=(len(valid), n_lm))
+    e1 = rng.normal(size=(len(valid), n_lm))
     rc = ResidualCorrection(N, rank, n_lm, 3)
     as_t = lambda a: torch.from_numpy(np.asarray(a))  # noqa: E731
-    rc.fit(graph, {t: (as_t(train[t]), as_t(resid[t]).float()) for t in train},
-           {0: (as_t(valid_genes), as_t(e0).float()), 1: (as_t(valid_genes), as_t(e1).float())})
-    mix = rc.mix.numpy()
-    want = np.stack([_oracle_mix(zv, e0, 0, [0, 1, 2]), _oracle_mix(zv, e1, 1, [0, 1, 2]), np.zeros(3)])
-    np.testing.assert_allclose(mix, want, rtol=1e-4, atol=1e-5)
-    assert mix[0] == pytest.approx([2.5, -1.0, 0.0], abs=0.02)
-    assert mix[1, 1] == 0 and mix[1, 2] == pytest.approx(0.5, abs=0.1)
-    assert _lstsq_mix(zv, e1, [0, 1, 2])[1] < 0  # unconstrained, type 1 would have taken its own with a minus
+    rc.fit(graph, {t: (as_t(g), as_t(r).float(), as_t(y).float()) for t, (g, r, y) in train.items()},
+           {0: (as_t(valid), as_t(e0).float()), 1: (as_t(valid), as_t(e1).float())})
+    assert set(rc.choice) == {0, 1}
     got = rc(torch.arange(N)).numpy()  # (N, T, L)
-    for t in range(3):
-        corr = sum(mix[t, o] * z[o] for o in range(3))
-        np.testing.assert_allclose(got[:, t], corr, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(corr).max()))
-    assert not got[:, 2].any()  # no valid genes: no correction
-
-    def sse(c):
-        return float(((sum(c[o] * zv[o] for o in range(3)) - e0) ** 2).sum())
-
-    for step in np.eye(3):
-        assert sse(mix[0]) <= min(sse(mix[0] + 0.05 * step), sse(mix[0] - 0.05 * step))
+    for t, e in ((0, e0), (1, e1)):
+        f, name, lam = _oracle_fit(ch[valid].reshape(len(valid), -1, n_lm), e, t, ch.shape[1:5])
+        assert (rc.choice[t]["channels"], rc.choice[t]["penalty"]) == (name, lam)
+        f = f.reshape(ch.shape[1:5])
+        assert not f[..., 2].any()
+        want = np.einsum("hlko,nhlkom->nm", f, ch)
+        np.testing.assert_allclose(got[:, t], want, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(want).max()))
+        if t == 0:
+            assert name == "every channel"
+            assert f[0, 1, 0, 1] == pytest.approx(2.0, rel=0.02) and f[1, 0, 1, 0] == pytest.approx(-1.0, rel=0.02)
+    assert not got[:, 2].any()
     rc.clear()
-    assert not rc(torch.arange(N)).any()
-
-
-def test_a_type_without_training_residuals_mixes_in_nothing():
-    rng = np.random.default_rng(1)
-    layers = _layers(rng, False)
-    graph = MultiplexGraph.from_arrays(layers, N, use_edge_weights=False)
-    s, n_lm, rank = _dense_s(layers, False), 6, 3
-    genes = np.arange(0, 30, 2)
-    resid = rng.normal(size=(len(genes), n_lm))
-    z = _diffused_oracle(s, genes, resid, rank)
-    valid = np.arange(1, 30, 2)
-    e = 1.5 * z[valid] + 0.01 * rng.normal(size=(len(valid), n_lm))
-    rc = ResidualCorrection(N, rank, n_lm, 2)
-    as_t = lambda a: torch.from_numpy(np.asarray(a))  # noqa: E731
-    rc.fit(graph, {0: (as_t(genes), as_t(resid).float())},
-           {0: (as_t(valid), as_t(e).float()), 1: (as_t(valid), as_t(-e).float())})
-    # type 1 has no residuals of its own: only type 0's, with whatever sign fits
-    assert rc.mix[:, 1].tolist() == [0.0, 0.0]
-    c = float((z[valid] * e).sum() / (z[valid] ** 2).sum())
-    assert c == pytest.approx(1.5, abs=0.05)
-    assert float(rc.mix[0, 0]) == pytest.approx(c, rel=1e-4) and float(rc.mix[1, 0]) == pytest.approx(-c, rel=1e-4)
-
-
-@pytest.mark.parametrize("other_share", [0.0, 1.0])
-def test_other_types_are_mixed_in_only_when_they_predict_held_out_genes(other_share):
-    """12 genes: the residual is 0.8 x the own type's diffusion, plus ``other_share`` x type 1's,
-    plus noise as large. Without a real share the full fit still gives type 1 a factor (noise),
-    and the held-out errors (checked against refits by hand) say no: its factor is exactly 0.
-    With one they say yes."""
-    from tnfast.model.smoothing import held_out_error, mixing
-
-    rng = np.random.default_rng(4)
-    z = [rng.normal(size=(12, 9)) for _ in range(3)]
-    e = 0.8 * z[0] + other_share * z[1] + rng.normal(size=(12, 9))
-    d = torch.from_numpy(np.stack(z, 1))
-    for cols in ([0], [0, 1, 2]):
-        assert held_out_error(d[:, cols], torch.from_numpy(e)) == pytest.approx(_held_out_sse(z, e, cols), rel=1e-9)
-    got = mixing(d.float(), torch.from_numpy(e).float(), 0).numpy()
-    np.testing.assert_allclose(got, _oracle_mix(z, e, 0, [0, 1, 2]), rtol=1e-4, atol=1e-6)
-    if other_share:
-        assert got[1] == pytest.approx(1.0, abs=0.3)
-    else:
-        assert got[1] == got[2] == 0 and _lstsq_mix(z, e, [0, 1, 2])[1] != 0
+    assert not rc.fitted and not rc(torch.arange(N)).any() and rc.choice == {}
 
 
 def test_ridge_residual_baseline_is_ridge_plus_the_oracle_correction():
+    """Two types whose signatures share a part smooth along the networks (OE's opposes
+    RNAi's): the baseline is the ridge plus the correction the oracle fits on the ridge's
+    residuals and the training signatures' deviations from their mean; it lowers the valid error."""
     from tnfast.baselines import RidgeFit, ridge_residual_baseline
     from tnfast.ridge import fit_ridge
 
@@ -198,23 +234,25 @@ def test_ridge_residual_baseline_is_ridge_plus_the_oracle_correction():
     s, n_lm, rank = _dense_s(layers, True), 7, 3
     x = rng.normal(size=(N, 5)).astype(np.float32)
     train, valid, evals = np.arange(0, 30, 2), np.arange(1, 30, 2), np.arange(N)
-    smooth = _dense_diffuse(s, rng.normal(size=(N, n_lm)), alpha=0.95, hops=30)  # shared along the networks
-    ys = {t: (x @ rng.normal(size=(5, n_lm)) + sign * 20 * smooth + 0.3 * rng.normal(size=(N, n_lm))).astype(np.float32)
-          for t, sign in (("RNAi", 1), ("OE", -1))}  # OE's shared part opposes RNAi's
+    smooth = _dense_diffusions(s, rng.normal(size=(N, n_lm)))[0].sum(0)  # shared along the networks
+    ys = {t: (x @ rng.normal(size=(5, n_lm)) + sign * 3 * smooth + 0.3 * rng.normal(size=(N, n_lm))).astype(np.float32)
+          for t, sign in (("RNAi", 1), ("OE", -1))}
     fits = {t: RidgeFit(fit_ridge(x[train], y[train], x[valid], y[valid]), train, y[train], valid, y[valid])
             for t, y in ys.items()}
     got = ridge_residual_baseline(graph, x, fits, {t: evals for t in ys}, rank)
-    z = [_diffused_oracle(s, train, y[train] - fits[t].ridge.predict(x[train]), rank) for t, y in ys.items()]
-    for i, (t, y) in enumerate(ys.items()):
-        e = y[valid] - fits[t].ridge.predict(x[valid])
-        want = _oracle_mix([zt[valid] for zt in z], e, i, [0, 1])
-        pred, mix = got[t]
-        assert list(mix) == ["RNAi", "OE"] and [mix["RNAi"], mix["OE"]] == pytest.approx(want, rel=1e-3, abs=1e-4)
-        assert want[i] > 0
-        np.testing.assert_allclose(pred, fits[t].ridge.predict(x[evals]) + want[0] * z[0][evals] + want[1] * z[1][evals],
-                                   rtol=1e-3, atol=1e-4)
-        assert ((pred[valid] - y[valid]) ** 2).sum() < ((fits[t].ridge.predict(x[valid]) - y[valid]) ** 2).sum()
-    # no valid genes: no mix to fit, the ridge itself
+    resid = {t: (y - fits[t].ridge.predict(x)).astype(np.float32) for t, y in ys.items()}
+    ch = _oracle_channels(s, {i: (train, resid[t][train].astype(np.float64),
+                                  (ys[t][train] - ys[t][train].mean(0)).astype(np.float32).astype(np.float64))
+                              for i, t in enumerate(ys)}, n_lm, rank)
+    for i, t in enumerate(ys):
+        f, name, lam = _oracle_fit(ch[valid].reshape(len(valid), -1, n_lm), resid[t][valid].astype(np.float64), i,
+                                   ch.shape[1:5])
+        pred, choice = got[t]
+        assert (choice["channels"], choice["penalty"]) == (name, lam) and name != "none"
+        want = fits[t].ridge.predict(x[evals]) + np.einsum("c,ncm->nm", f, ch.reshape(N, -1, n_lm))
+        np.testing.assert_allclose(pred, want, rtol=1e-3, atol=1e-3)
+        assert ((pred[valid] - ys[t][valid]) ** 2).sum() < ((fits[t].ridge.predict(x[valid]) - ys[t][valid]) ** 2).sum()
+    # no valid genes: nothing to fit on, the ridge itself
     bare = {t: f._replace(valid_genes=valid[:0], y_valid=f.y_valid[:0]) for t, f in fits.items()}
-    for t, (pred, mix) in ridge_residual_baseline(graph, x, bare, {t: evals for t in ys}, rank).items():
-        assert not any(mix.values()) and np.array_equal(pred, bare[t].ridge.predict(x[evals]))
+    for t, (pred, choice) in ridge_residual_baseline(graph, x, bare, {t: evals for t in ys}, rank).items():
+        assert choice["channels"] == "none" and np.array_equal(pred, bare[t].ridge.predict(x[evals]))

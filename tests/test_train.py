@@ -80,9 +80,12 @@ def test_run_directory_contents(cli_run, tiny):
         gate, shrink = run["gate"][t], run["shrink"][t]
         assert 0.1 <= shrink <= 1.0 and state["shrink"][ti] == pytest.approx(shrink)
         assert 0.0 <= gate <= 1.0 and state["gate"][ti] == pytest.approx(gate)
-        mix = [run["residual_mix"][t][o] for o in ("RNAi", "CRISPR", "OE")]
-        assert mix[ti] >= 0.0 and state["residual.mix"][ti].tolist() == pytest.approx(mix)
-        if gate == 1.0 and not any(mix):
+        choice = run["residual_correction"][t]
+        assert choice["channels"] in ("none", "own type", "every type", "every channel")
+        assert choice["held_out_mse"] <= choice["none_mse"]
+        corrected = bool(state["residual.coef"][ti].any())
+        assert corrected == (choice["channels"] != "none")
+        if gate == 1.0 and not corrected:
             assert run["metrics"][t]["valid"]["model"]["pearson_delta"] == pytest.approx(m["pearson_delta"], abs=1e-6)
 
 
@@ -231,7 +234,7 @@ def test_ddp_two_gloo_processes_match_one(tiny, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
     # the residual correction: its factors come from an SVD, compared as the product they form
     # (scaled units; entries of order 10, so the rounding of the SVD inputs shows at 1e-4)
-    ca, cb = (torch.einsum("tnk,tkl->ntl", s["residual.coef"], s["residual.basis"]) for s in (a, b))
+    ca, cb = (torch.einsum("tnk,kl->ntl", s["residual.coef"], s["residual.basis"]) for s in (a, b))
     torch.testing.assert_close(ca, cb, rtol=1e-3, atol=1e-3 * float(ca.abs().max()))
     assert read_run(tmp_path / "two")["best_step"] == read_run(tmp_path / "one")["best_step"]
 

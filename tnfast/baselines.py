@@ -10,9 +10,9 @@ they are averages (so a fallback to the training mean is exactly the mean).
 - kNN: the average training signature of the k genes most cosine-similar in the same inputs,
   k chosen by valid MSE (like ridge's penalty);
 - ridge + residual diffusion: the ridge, corrected as TranscriptionNet is after training
-  (:mod:`tnfast.model.smoothing`: its training residuals of every type diffused over the
-  networks, mixed by factors fitted on valid), so the model's own correction step is credited
-  to neither side;
+  (:mod:`tnfast.model.smoothing`: its training residuals and signatures of every type diffused
+  over the networks, mixed by factors fitted on valid), so the model's own correction step is
+  credited to neither side;
 - network average: per layer, the edge-weighted mean of the measured training signatures of
   the gene's neighbours; averaged over the layers where it has any; the training mean where it
   has none (label propagation, one hop: the classic answer a network model must beat);
@@ -65,29 +65,35 @@ class RidgeFit(NamedTuple):
 
 
 def ridge_residual_baseline(graph, x: np.ndarray, fits: Mapping[str, RidgeFit], eval_genes: Mapping[str, np.ndarray],
-                            rank: int) -> dict[str, tuple[np.ndarray, dict[str, float]]]:
-    """Per type of ``fits``: the ridge plus the diffused training residuals of every type, mixed
-    by the factors of least valid squared error (no correction without valid genes), at its
-    ``eval_genes``. ``graph``: the bundle's :class:`tnfast.model.graph.MultiplexGraph`; ``x``:
-    every gene's inputs. Returns per type (predictions (n, L), its mix {type: factor})."""
+                            rank: int) -> dict[str, tuple[np.ndarray, dict]]:
+    """Per type of ``fits``: the ridge plus its residual correction at its ``eval_genes``, fitted
+    as the model's (:class:`tnfast.model.smoothing.ResidualCorrection`: every type's training
+    residuals and signatures diffused over the networks, mixed by factors chosen on valid; no
+    correction without valid genes). ``graph``: the bundle's
+    :class:`tnfast.model.graph.MultiplexGraph`; ``x``: every gene's inputs. Returns per type
+    (predictions (n, L), what the fit chose)."""
     import torch
 
     from .model.smoothing import ResidualCorrection
 
-    def residual(f: RidgeFit, genes: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.from_numpy(np.asarray(genes, np.int64)),
-                torch.from_numpy(np.asarray(y, np.float32) - f.ridge.predict(x[genes]).astype(np.float32)))
+    def as_t(a, dtype=np.float32) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(a, dtype))
+
+    def residual(f: RidgeFit, genes: np.ndarray, y: np.ndarray) -> torch.Tensor:
+        return as_t(y) - as_t(f.ridge.predict(x[genes]))
 
     names = list(fits)
     n_lm = np.shape(next(iter(fits.values())).y_train)[1]
     rc = ResidualCorrection(graph.n_genes, rank, n_lm, len(names))
-    rc.fit(graph, {i: residual(f, f.train_genes, f.y_train) for i, f in enumerate(fits.values())},
-           {i: residual(f, f.valid_genes, f.y_valid) for i, f in enumerate(fits.values()) if len(f.valid_genes)})
+    rc.fit(graph, {i: (as_t(f.train_genes, np.int64), residual(f, f.train_genes, f.y_train),
+                       as_t(f.y_train - training_mean(f.y_train))) for i, f in enumerate(fits.values())},
+           {i: (as_t(f.valid_genes, np.int64), residual(f, f.valid_genes, f.y_valid))
+            for i, f in enumerate(fits.values()) if len(f.valid_genes)})
     out = {}
     for i, t in enumerate(names):
         g = np.asarray(eval_genes[t], np.int64)
         correction = rc(torch.from_numpy(g))[:, i].numpy()
-        out[t] = fits[t].ridge.predict(x[g]) + correction, dict(zip(names, rc.mix[i].tolist()))
+        out[t] = fits[t].ridge.predict(x[g]) + correction, rc.choice.get(i, {"channels": "none"})
     return out
 
 

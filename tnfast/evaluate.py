@@ -453,8 +453,8 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
             preds_t["ridge"], fit = ridges[t]
             extras["ridge"] = {"alpha": fit.ridge.alpha}
             if t in corrected:
-                preds_t["ridge_residual"], mix = corrected[t]
-                extras["ridge_residual"] = {"mix": mix}
+                preds_t["ridge_residual"], choice = corrected[t]
+                extras["ridge_residual"] = {"correction": choice}
             xv, yv = (x[s.gene[va]], s.values[va]) if len(va) else (None, None)
             preds_t["knn"], k = knn_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes])
             extras["knn"] = {"k": k}

@@ -121,7 +121,7 @@ def model_parameters(shape: BundleShape, m: dict) -> int:
     n_prior = (n_struct + feats) if m.get("ridge_prior") else 0
     prior = t * (n_prior * n_lm + n_prior + n_lm + 2) if n_prior else 0  # weight, x/y means, alpha, fitted
     rank = m.get("residual_rank", 0) if n_l else 0  # .get: as ridge_prior
-    residual = t * (n * rank + rank * n_lm + t) if rank else 0  # coef, basis, mix
+    residual = t * (n * t * rank + rank * n_lm) if rank else 0  # coef, basis
     return enc + fun + gensan + prior + residual + (2 * t * n_lm + t) + 2 * t  # + scaler, gate, shrink
 
 
@@ -165,7 +165,11 @@ def train_peak(shape: BundleShape, cfg: dict) -> dict[str, float]:
     per_pass = (3 * n_lm * 8 + 3 * 3 * rw * 2 + n_lm * (3 + m["landmark_dim"]) * 2 + n_lm * cw * 4
                 + 3 * m["ff_dim"] * 3)
     step += 4 * b * (3 * sum(m["fundnn_hidden"]) * 4 + 3 * n_lm * 4 + m["blocks"] * m["recycles"] * per_pass)
-    out["step"] = step
+    rank = m.get("residual_rank", 0) if n_l else 0
+    # after training, the residual correction's diffusions: (L*N, 2*T*rank) floats about 8 times
+    # over (inputs, iterate, products, the stacked and permuted outputs); not at once with a step
+    correction = 8 * 4 * n_l * n * 2 * 3 * rank
+    out["step"] = max(step, correction)
     out["runtime"] = _RUNTIME
     return out
 
@@ -187,7 +191,11 @@ def infer_peak(shape: BundleShape, cfg: dict, chunk: int, writers: int = 4) -> d
     step += 4 * batch * (3 * max(m["fundnn_hidden"], default=0) * 2 + 3 * n_lm * 6 + 3 * rw * 3
                          + n_lm * cw * 3 + 3 * m["ff_dim"] * 2)
     step += 4 * 3 * n_lm * chunk * (writers + 2)  # chunks predicted, waiting for their write, compressed
-    out["step"] = step
+    rank = m.get("residual_rank", 0) if n_l else 0
+    # after training, the residual correction's diffusions: (L*N, 2*T*rank) floats about 8 times
+    # over (inputs, iterate, products, the stacked and permuted outputs); not at once with a step
+    correction = 8 * 4 * n_l * n * 2 * 3 * rank
+    out["step"] = max(step, correction)
     out["runtime"] = _RUNTIME
     return out
 

@@ -134,6 +134,9 @@ def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as e:  # not this model's weights (missing, extra or misshapen tensors)
+        if "residual.mix" in state:  # the 3 x 3 mix of tnfast before the per-layer channels
+            raise InputError(run_dir / "model.pt", "was saved by an older tnfast (its residual correction has "
+                             "another layout); train the run again") from None
         raise InputError(run_dir / "model.pt", f"cannot load model weights ({type(e).__name__}: {e})") from None
     model.eval()
     meas = Measurements.from_bundle(bundle, inputs, model.scaler).to(dev)

@@ -50,8 +50,9 @@ def _fmt(key: str, v) -> str:
 def _note(name: str, m: dict, ts: dict) -> str:
     if name == "ridge" and "alpha" in m:
         return f"alpha {m['alpha']:g}"
-    if name == "ridge_residual" and "mix" in m:
-        return "mix " + ", ".join(f"{o} {c:.3g}" for o, c in m["mix"].items() if c)
+    if name == "ridge_residual" and "correction" in m:
+        c = m["correction"]
+        return c["channels"] + (f", penalty {c['penalty']:g}" if c.get("penalty") else "")
     if name == "knn" and "k" in m:
         return f"k {m['k']}"
     if name == "network" and "coverage" in m:

@@ -340,9 +340,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
                                       dims=model.dims.to_dict(), best_step=st["best_step"], steps=st["step"],
                                       gate=dict(zip(TYPES, model.gate.tolist())),
                                       shrink=dict(zip(TYPES, model.shrink.tolist())),
-                                      residual_mix=None if model.residual is None
-                                      else {t: dict(zip(TYPES, row)) for t, row in
-                                            zip(TYPES, model.residual.mix.tolist())}))
+                                      residual_correction=None if model.residual is None
+                                      else {TYPES[t]: c for t, c in model.residual.choice.items()}))
         ckpt_path.unlink(missing_ok=True)
     return run_dir, summary
 
@@ -378,8 +377,8 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
     ``gate``: the factor in [0, 1] of least valid MSE (scaled units) on what training added to
     the ridge prior (small data: where the network's correction is noise, the model falls back
     to the ridge). The residual correction (:mod:`tnfast.model.smoothing`): the gated model's
-    residuals on the training samples (genes, types, scaled truth: ``train_samples``) diffused
-    over the networks, scaled on valid. ``shrink`` (at least ``MIN_SHRINK``) on the deviation
+    residuals and the signatures of the training samples (genes, types, scaled truth:
+    ``train_samples``) diffused over the networks, mixed by factors fitted on valid. ``shrink`` (at least ``MIN_SHRINK``) on the deviation
     from the training mean. PearsonΔ is blind to the shrink, PCC and MSE are not: a model that
     has learnt a little gene-specific signal and much noise is pulled back towards the mean, as
     ridge's penalty does."""
@@ -406,8 +405,8 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
             p = base + model.gate[ti] * (p - base)
         scaled[ti] = (valid.genes.to(device)[rows], p, y)
     if model.residual is not None and scaled:
-        residuals = _training_residuals(model, graph, meas, emb, train_samples, device, precision)
-        model.residual.fit(graph, residuals, {ti: (genes, y - p) for ti, (genes, p, y) in scaled.items()})
+        training = _training_residuals(model, graph, meas, emb, train_samples, device, precision)
+        model.residual.fit(graph, training, {ti: (genes, y - p) for ti, (genes, p, y) in scaled.items()})
         for ti, (genes, p, y) in scaled.items():
             scaled[ti] = (genes, p + model.residual(genes)[:, ti].to(p), y)
     for ti, (_, p, y) in scaled.items():
@@ -416,17 +415,17 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
 
 def _training_residuals(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, emb: torch.Tensor,
                         samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor], device: torch.device,
-                        precision: str) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Per type index: (gene indices, truth - prediction), scaled units, of the training samples,
-    each predicted as during validation (its own signature never an input); ``emb``: the
-    model's :meth:`encode` of ``graph``."""
+                        precision: str) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per type index: (gene indices, truth - prediction, truth), scaled units (the truth is its
+    deviation from the training mean), of the training samples, each predicted as during
+    validation (its own signature never an input); ``emb``: the model's :meth:`encode` of ``graph``."""
     genes, types, truth = (x.to(device) for x in samples)
     uniq, inv = torch.unique(genes, return_inverse=True)
     with torch.no_grad(), autocast(device, precision):
         pred = model.predict_genes(emb, uniq, meas, graph=graph).to(device)
     p = model.scaler.transform(pred[inv, types], types)
     r = truth.float() - p
-    return {int(t): (genes[types == t], r[types == t]) for t in torch.unique(types)}
+    return {int(t): (genes[types == t], r[types == t], truth[types == t].float()) for t in torch.unique(types)}
 
 
 def summarize(model: TranscriptionNet, graph: MultiplexGraph, bundle: Bundle, meas: Measurements,

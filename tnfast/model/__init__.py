@@ -243,7 +243,7 @@ class TranscriptionNet(nn.Module):
         if self.residual is not None:
             if genes is not None:
                 out = out + self.residual(genes).to(out)
-            elif bool(self.residual.mix.any()):
+            elif self.residual.fitted:
                 raise ValueError("this model's residual correction is fitted; pass the genes' indices (genes=)")
         out = out * self.shrink.to(out)[None, :, None]
         return self.scaler.inverse(out) if unscale else out
