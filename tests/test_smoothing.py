@@ -11,7 +11,7 @@ import torch
 from tnfast.data.csr import build_csr
 from tnfast.model.graph import MultiplexGraph
 from tnfast.model.smoothing import (ALPHA, HOPS, JITTER, PENALTIES, ResidualCorrection, diffusions, fit_factors,
-                                    candidates, held_out_error, _normal_parts)
+                                    candidates, held_out_errors, _normal_parts)
 
 N = 37  # odd; genes 30.. have no edge in any layer
 LAYERS = ("ppi", "pathway", "complex")
@@ -76,25 +76,25 @@ def test_diffusions_without_networks_have_no_channels():
     assert diffusions(MultiplexGraph.from_arrays({}, N), x0).shape == (2, 0, N, 3)
 
 
-def _refit_error(x: np.ndarray, e: np.ndarray, lam: float) -> float:
+def _refit_errors(x: np.ndarray, e: np.ndarray, lam: float) -> np.ndarray:
     """Brute force: each gene left out, the penalised factors refitted on the rest (penalty
-    relative to the full fit's per-column sums of squares), its squared error summed."""
+    relative to the full fit's per-column sums of squares), its squared error."""
     scale = np.einsum("gkl,gkl->k", x, x)
-    total = 0.0
+    out = np.zeros(len(e))
     for g in range(len(e)):
         keep = np.arange(len(e)) != g
         a = x[keep].transpose(0, 2, 1).reshape(-1, x.shape[1])
         c = np.linalg.solve(a.T @ a + np.diag((lam + JITTER) * scale), a.T @ e[keep].ravel())
-        total += float(((e[g] - np.einsum("k,kl->l", c, x[g])) ** 2).sum())
-    return total
+        out[g] = ((e[g] - np.einsum("k,kl->l", c, x[g])) ** 2).sum()
+    return out
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.3])
 def test_held_out_error_is_the_sum_of_refits(lam):
     rng = np.random.default_rng(5)
     x, e = rng.normal(size=(9, 4, 7)), rng.normal(size=(9, 7))
-    got = held_out_error(_normal_parts(torch.from_numpy(x), torch.from_numpy(e)), lam)
-    assert got == pytest.approx(_refit_error(x, e, lam), rel=1e-9)
+    got = held_out_errors(_normal_parts(torch.from_numpy(x), torch.from_numpy(e)), lam).numpy()
+    np.testing.assert_allclose(got, _refit_errors(x, e, lam), rtol=1e-9)
 
 
 def _oracle_candidates(shape: tuple, own: int) -> list[tuple[str, np.ndarray, tuple]]:
@@ -103,25 +103,28 @@ def _oracle_candidates(shape: tuple, own: int) -> list[tuple[str, np.ndarray, tu
     for o in range(n_types):
         pooled[1, :, 0, o, o] = 1 / n_layers  # pagerank, residual
     pooled = pooled.reshape(-1, n_types)
-    return [("own type", pooled[:, [own]], (0.0,)), ("every type", pooled, (0.0,)),
-            ("every channel", np.eye(pooled.shape[0]), PENALTIES)]
+    return [("own type", pooled[:, [own]], (0.0,), False), ("every type", pooled, (0.0,), False),
+            ("every channel", np.eye(pooled.shape[0]), PENALTIES, True)]
 
 
 def _oracle_fit(a: np.ndarray, e: np.ndarray, own: int, shape: tuple) -> tuple[np.ndarray, str, float]:
-    """The choice by hand: every candidate and penalty refitted without each gene; the least
-    summed error wins over no correction; dead channels left out; ties to the earlier."""
+    """The choice by hand: from no correction, each candidate in turn at its best penalty
+    (refitted without each gene) replaces the fit so far if its summed error is lower; every
+    channel only if lower by more than the standard error of the summed per-gene differences;
+    dead channels left out."""
     live = np.abs(a).max(axis=(0, 2)) > 0
-    best = (float((e ** 2).sum()), None, "none", 0.0)
-    for name, tie, penalties in _oracle_candidates(shape, own):
-        tie = tie[live][:, np.abs(tie[live]).sum(0) > 0]
-        if not tie.shape[1]:
+    errs, tie, name, lam = (e ** 2).sum(1), None, "none", 0.0
+    for cand, cand_tie, penalties, margin in _oracle_candidates(shape, own):
+        cand_tie = cand_tie[live][:, np.abs(cand_tie[live]).sum(0) > 0]
+        if not cand_tie.shape[1]:
             continue
-        x = np.einsum("gcl,ck->gkl", a[:, live], tie)
-        for lam in penalties:
-            err = _refit_error(x, e, lam)
-            if err < best[0]:
-                best = (err, tie, name, lam)
-    _, tie, name, lam = best
+        x = np.einsum("gcl,ck->gkl", a[:, live], cand_tie)
+        scored = [(_refit_errors(x, e, p), p) for p in penalties]
+        best = min(s[0].sum() for s in scored)
+        cand_errs, cand_lam = next(s for s in scored if s[0].sum() == best)
+        gain = errs - cand_errs
+        if gain.sum() > (np.std(gain, ddof=1) * np.sqrt(len(e)) if margin else 0.0):
+            errs, tie, name, lam = cand_errs, cand_tie, cand, cand_lam
     f = np.zeros(a.shape[1])
     if tie is not None:
         x = np.einsum("gcl,ck->gkl", a[:, live], tie)
@@ -234,8 +237,8 @@ def test_ridge_residual_baseline_is_ridge_plus_the_oracle_correction():
     s, n_lm, rank = _dense_s(layers, True), 7, 3
     x = rng.normal(size=(N, 5)).astype(np.float32)
     train, valid, evals = np.arange(0, 30, 2), np.arange(1, 30, 2), np.arange(N)
-    smooth = _dense_diffusions(s, rng.normal(size=(N, n_lm)))[0].sum(0)  # shared along the networks
-    ys = {t: (x @ rng.normal(size=(5, n_lm)) + sign * 3 * smooth + 0.3 * rng.normal(size=(N, n_lm))).astype(np.float32)
+    smooth = _dense_diffusions(s, rng.normal(size=(N, n_lm)))[1].sum(0)  # shared along the networks
+    ys = {t: (x @ rng.normal(size=(5, n_lm)) + sign * 10 * smooth + 0.1 * rng.normal(size=(N, n_lm))).astype(np.float32)
           for t, sign in (("RNAi", 1), ("OE", -1))}
     fits = {t: RidgeFit(fit_ridge(x[train], y[train], x[valid], y[valid]), train, y[train], valid, y[valid])
             for t, y in ys.items()}
