@@ -44,9 +44,10 @@ class ModelConfig:
     # first guess = a closed-form ridge from the fixed inputs (structural + features), fitted on
     # the training split, + the MLP's residual (tnfast.model.prior)
     ridge_prior: bool = True
-    # after training, the training genes' residuals (top `residual_rank` directions) diffused over
-    # the networks correct every gene (tnfast.model.smoothing); 0: off. 64: on the synthetic
-    # default's quick run, test PearsonΔ +0.001 over 32 on every type (16: -0.001 to -0.002)
+    # after training, the training genes' residuals and signatures (in the residuals' top
+    # `residual_rank` directions) diffused over each network layer correct every gene
+    # (tnfast.model.smoothing); 0: off. 64: with the earlier single diffusion, test PearsonΔ
+    # +0.001 over 32 on every type of the synthetic default's quick run (16: -0.001 to -0.002)
     residual_rank: int = 64
     dropout: float = 0.1  # FunDNN and GenSAN
     # ---- GenSAN ---------------------------------------------------------------------------
