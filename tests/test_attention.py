@@ -333,7 +333,9 @@ def test_sweep_script_smoke(tmp_path):
     assert {"device", "versions", "fp32_precision", "results", "configs"} <= set(report) and report["complete"]
     assert len(report["results"]) == len(sweep.SMOKE_SHAPES) * 3  # fwd, fwd_bwd and bwd
     for entry in report["results"]:
-        assert entry["default"]["status"] == "ok" and entry["sdpa_ms"] > 0
+        assert entry["default"]["status"] == "ok"
+        # bwd is fwd_bwd - fwd of medians: on a busy machine it can come out below 0
+        assert entry["sdpa_ms"] > 0 if entry["mode"] in sweep.MODES else math.isfinite(entry["sdpa_ms"])
         assert entry["best"]["ms"] <= entry["default"]["ms"]
     rows = report["configs"]
     assert len(rows) == len(sweep.SMOKE_SHAPES) * 3  # two configurations a shape, and "ieee"
