@@ -191,11 +191,7 @@ def infer_peak(shape: BundleShape, cfg: dict, chunk: int, writers: int = 4) -> d
     step += 4 * batch * (3 * max(m["fundnn_hidden"], default=0) * 2 + 3 * n_lm * 6 + 3 * rw * 3
                          + n_lm * cw * 3 + 3 * m["ff_dim"] * 2)
     step += 4 * 3 * n_lm * chunk * (writers + 2)  # chunks predicted, waiting for their write, compressed
-    rank = m.get("residual_rank", 0) if n_l else 0
-    # after training, the residual correction's diffusions: (L*N, 2*T*rank) floats about 8 times
-    # over (inputs, iterate, products, the stacked and permuted outputs); not at once with a step
-    correction = 8 * 4 * n_l * n * 2 * 3 * rank
-    out["step"] = max(step, correction)
+    out["step"] = step
     out["runtime"] = _RUNTIME
     return out
 

@@ -378,10 +378,10 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
     the ridge prior (small data: where the network's correction is noise, the model falls back
     to the ridge). The residual correction (:mod:`tnfast.model.smoothing`): the gated model's
     residuals and the signatures of the training samples (genes, types, scaled truth:
-    ``train_samples``) diffused over the networks, mixed by factors fitted on valid. ``shrink`` (at least ``MIN_SHRINK``) on the deviation
-    from the training mean. PearsonΔ is blind to the shrink, PCC and MSE are not: a model that
-    has learnt a little gene-specific signal and much noise is pulled back towards the mean, as
-    ridge's penalty does."""
+    ``train_samples``) diffused over the networks, mixed by factors fitted on valid. ``shrink``
+    (at least ``MIN_SHRINK``) on the deviation from the training mean. PearsonΔ is blind to the
+    shrink, PCC and MSE are not: a model that has learnt a little gene-specific signal and much
+    noise is pulled back towards the mean, as ridge's penalty does."""
     model.gate.fill_(1.0)
     model.shrink.fill_(1.0)
     if model.residual is not None:

@@ -81,7 +81,6 @@ class ResidualCorrection(nn.Module):
 
     def __init__(self, n_genes: int, rank: int, n_landmarks: int, n_types: int):
         super().__init__()
-        self.rank = rank
         self.register_buffer("coef", torch.zeros(n_types, n_genes, n_types * rank))
         self.register_buffer("basis", torch.zeros(n_types * rank, n_landmarks))
         self.choice: dict[int, dict] = {}
@@ -115,7 +114,7 @@ class ResidualCorrection(nn.Module):
         if not train or not valid:
             return
         n_types, n, width = self.coef.shape
-        rank = self.rank
+        rank = width // n_types
         x0 = torch.zeros(n, len(KINDS) * width, device=self.coef.device)  # columns: kind, type, direction
         for t, (genes, r, y) in train.items():
             if len(genes) < 2:
