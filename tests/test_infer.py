@@ -213,69 +213,34 @@ def test_query_rejects_a_signature_over_other_genes(reference_store, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# start-up costs (issue 6): the fast structural inputs, memoised, prefetched, bit for bit
+# the structural inputs: memoised on the bundle, saved with the run, read back at inference
 # ------------------------------------------------------------------------------------------
-def _layer_embedding_reference(layers, n, dim, hops, seed):
-    """What MultiplexGraph computed before: tnfast.embed.layer_embedding per layer."""
-    from tnfast.data.csr import CSR
-    from tnfast.embed import layer_embedding
-
-    rng = np.random.default_rng(seed)
-    blocks = []
-    for ip, ix, *rest in layers:
-        w = rest[0] if rest and rest[0] is not None else np.ones(len(ix), np.float32)
-        blocks.append(layer_embedding(CSR(ip, np.asarray(ix, np.int32), w), dim, hops, rng) * np.sqrt(dim))
-    return np.concatenate(blocks, axis=1).astype(np.float32)
-
-
-def test_structural_inputs_are_bit_identical_to_layer_embedding():
-    from tnfast.data.bundle import structural_inputs
-    from tnfast.data.csr import build_csr
-
-    rng = np.random.default_rng(1)
-    n = 200
-    for _ in range(4):
-        layers = []
-        for li in range(3):
-            m = int(rng.integers(0, 1500))
-            c = build_csr(rng.integers(0, n, m), rng.integers(0, n, m), n, rng.uniform(0.01, 3, m).astype(np.float32))
-            layers.append((c.indptr, c.indices, c.weights) if li != 1 else (c.indptr, c.indices))
-        # a directed layer (columns without rows: zero entries) and one with unsorted, repeated columns
-        ip = np.zeros(n + 1, np.int64)
-        ip[1:] = np.cumsum(rng.integers(0, 4, n))
-        layers.append((ip, rng.integers(0, n // 2, ip[-1]).astype(np.int32), rng.uniform(0.5, 2, ip[-1]).astype(np.float32)))
-        want = _layer_embedding_reference(layers, n, 8, 3, 7)
-        for threads in (1, 3):
-            got = structural_inputs(layers, n, 8, 3, 7, threads=threads)
-            assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
-
-
 def test_bundle_memoises_structural_inputs_and_the_graph_uses_them():
     import torch
 
     from tnfast.model import MultiplexGraph
 
+    from tnfast.embed import multiplex_embedding
+
     b = synthesize("tiny", seed=3)
-    layers = [(c.indptr, c.indices, c.weights) for c in b.networks.values()]
-    a = b.structural_inputs(4, 2, 5)
-    assert a.tobytes() == _layer_embedding_reference(layers, b.n_genes, 4, 2, 5).tobytes()
-    assert b.structural_inputs(4, 2, 5) is a  # computed once
-    assert b.structural_inputs(4, 2, 6) is not a  # other arguments, other inputs
-    g = MultiplexGraph.from_bundle(b, structural_dim=4, structural_hops=2, seed=5)
+    a = b.structural_inputs(4, 5)
+    np.testing.assert_array_equal(a, multiplex_embedding(b.networks, 4, 5) * np.float32(2))  # x sqrt(dim)
+    assert b.structural_inputs(4, 5) is a  # computed once
+    assert b.structural_inputs(4, 6) is not a  # other arguments, other inputs
+    g = MultiplexGraph.from_bundle(b, structural_dim=4, seed=5)
     assert torch.equal(g.structural, torch.from_numpy(a))
     # what from_arrays computes from the same layers without the memo
-    fresh = MultiplexGraph.from_arrays(dict(b.networks), b.n_genes, structural_dim=4, structural_hops=2, seed=5)
+    fresh = MultiplexGraph.from_arrays(dict(b.networks), b.n_genes, structural_dim=4, seed=5)
     assert torch.equal(fresh.structural, g.structural)
     # unweighted: weight 1 everywhere, as from_arrays does without edge weights
-    u = MultiplexGraph.from_bundle(b, structural_dim=4, structural_hops=2, seed=5, use_edge_weights=False)
-    fresh = MultiplexGraph.from_arrays(dict(b.networks), b.n_genes, use_edge_weights=False, structural_dim=4,
-                                       structural_hops=2, seed=5)
+    u = MultiplexGraph.from_bundle(b, structural_dim=4, seed=5, use_edge_weights=False)
+    fresh = MultiplexGraph.from_arrays(dict(b.networks), b.n_genes, use_edge_weights=False, structural_dim=4, seed=5)
     assert torch.equal(u.structural, fresh.structural)
     # a replaced layer is noticed (the memo is keyed on the arrays themselves)
     name = next(iter(b.networks))
     c = b.networks[name]
     b.networks[name] = type(c)(c.indptr.copy(), c.indices.copy(), (c.weights * 2).astype(np.float32))
-    assert b.structural_inputs(4, 2, 5) is not a
+    assert b.structural_inputs(4, 5) is not a
 
 
 def test_infer_module_imports_neither_torch_nor_zarr():

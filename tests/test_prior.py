@@ -25,17 +25,17 @@ def samples(n=90, seed=0):
     return genes, types, g
 
 
-def test_prior_inputs_scale_each_block_to_unit_rows():
+def test_prior_inputs_scale_each_block_to_unit_mean_square_rows():
     _, g = make_graph(structural_dim=6)
     model, g = build(graph=g, cfg=tiny_cfg(structural_dim=6))
     genes = torch.arange(240)
     x = model.prior_inputs(g, genes)
     assert x.shape == (240, 3 * 6 + 5 + 1)
-    for li in range(3):  # structural blocks: unit-variance entries / sqrt(width) -> unit norm rows
-        norms = x[:, li * 6:(li + 1) * 6].norm(dim=1)
+    for li in range(3):  # structural blocks: unit mean-square entries / sqrt(width) -> unit mean-square rows
+        sq = (x[:, li * 6:(li + 1) * 6] ** 2).sum(dim=1)
         has = g.has_edge[li]
-        torch.testing.assert_close(norms[has], torch.ones(int(has.sum())), rtol=1e-4, atol=1e-4)
-        assert torch.all(norms[~has] == 0)
+        torch.testing.assert_close(sq[has].mean(), torch.tensor(1.0), rtol=1e-4, atol=1e-4)
+        assert torch.all(sq[~has] == 0)
     feats = x[:, 18:23] * math.sqrt(5)
     torch.testing.assert_close(feats, g.features)
     assert torch.equal(x[:, 23].bool(), g.feature_present)

@@ -1,8 +1,10 @@
 """Ridge, network embedding and metrics against hand-computed and closed-form oracles."""
 
 import numpy as np
+import pytest
 
 from tnfast.data.csr import build_csr
+from tnfast import embed
 from tnfast.embed import layer_embedding, multiplex_embedding
 from tnfast.metrics import auroc, pearson_delta, row_pearson
 from tnfast.ridge import fit_ridge, loo_errors
@@ -69,28 +71,83 @@ def test_ridge_without_valid_rows_picks_the_leave_one_out_alpha():
     assert fit_ridge(x, rng.normal(size=(25, 5)), alphas=alphas).alpha == 1e4
 
 
-def test_embedding_reflects_neighbourhoods():
-    # two 5-cliques joined by nothing, plus an isolated gene
+def _planted(rng, sizes, p_in, p_out, isolated=1):
+    """An undirected planted-partition graph (with ``isolated`` edgeless genes at the end)."""
+    block = np.repeat(np.arange(len(sizes)), sizes)
+    n = len(block)
+    i, j = np.triu_indices(n, 1)
+    keep = rng.random(len(i)) < np.where(block[i] == block[j], p_in, p_out)
+    return build_csr(i[keep], j[keep], n + isolated), n
+
+
+def _top_projector(csr, k):
+    """Dense oracle: the projector on the k leading eigenvectors of D^-1/2 A D^-1/2 over the
+    genes with edges, and those genes."""
+    a = np.zeros((csr.n, csr.n))
+    rows = np.repeat(np.arange(csr.n), np.diff(csr.indptr))
+    a[rows, csr.indices] = csr.weights
+    deg = a.sum(axis=1)
+    idx = np.flatnonzero(deg > 0)
+    s = a[np.ix_(idx, idx)] / np.sqrt(np.outer(deg[idx], deg[idx]))
+    w, v = np.linalg.eigh(s)
+    v = v[:, np.argsort(w)[::-1][:k]]
+    return v @ v.T, idx
+
+
+@pytest.mark.parametrize("dense_max", [10_000, 50])  # dense eigh, then LOBPCG
+def test_embedding_spans_the_leading_eigenvectors(monkeypatch, dense_max):
+    monkeypatch.setattr(embed, "DENSE_MAX", dense_max)
+    csr, n = _planted(np.random.default_rng(0), [40, 60, 75, 90], 0.3, 0.01)
+    e = layer_embedding(csr, dim=4, rng=np.random.default_rng(1))
+    assert e.shape == (n + 1, 4) and e.dtype == np.float32
+    np.testing.assert_array_equal(e[n], 0)  # the edgeless gene
+    proj, idx = _top_projector(csr, 4)
+    np.testing.assert_array_equal(idx, np.arange(n))
+    # rows of unit mean square norm: orthonormal columns scaled by sqrt(genes with edges / dim)
+    np.testing.assert_allclose((e[:n] ** 2).sum(axis=1).mean(), 1.0, rtol=1e-4)
+    q = e[:n].astype(np.float64) / np.sqrt(n / 4)
+    np.testing.assert_allclose(q @ q.T, proj, atol=1e-3)
+    # genes of one planted module read alike, genes of two modules do not
+    u = e[:n] / np.linalg.norm(e[:n], axis=1, keepdims=True)
+    sim = u @ u.T
+    assert sim[:40, :40].mean() > 0.8 and np.abs(sim[:40, 40:100]).mean() < 0.3
+
+
+@pytest.mark.parametrize("dense_max", [10_000, 10])
+def test_embedding_of_disjoint_cliques_is_constant_per_clique(monkeypatch, dense_max):
+    # 12 disjoint 5-cliques: eigenvalue 1 has multiplicity 12 (where Lanczos stalls); any basis
+    # of that space is constant on each clique (regular components: sqrt(degree) is constant)
+    monkeypatch.setattr(embed, "DENSE_MAX", dense_max)
     src, dst = [], []
-    for base in (0, 5):
-        for i in range(5):
-            for j in range(i + 1, 5):
-                src.append(base + i)
-                dst.append(base + j)
-    csr = build_csr(np.array(src), np.array(dst), 11)
-    e = layer_embedding(csr, dim=16, hops=3, rng=np.random.default_rng(0))
-    assert e.shape == (11, 16) and e.dtype == np.float32
-    np.testing.assert_array_equal(e[10], 0)
-    sim = e @ e.T
-    within = sim[0, 1:5].mean()
-    across = np.abs(sim[0, 5:10]).mean()
-    assert within > 0.9 and within > across + 0.5
+    for c in range(12):
+        i, j = np.triu_indices(5, 1)
+        src += list(5 * c + i)
+        dst += list(5 * c + j)
+    csr = build_csr(np.array(src), np.array(dst), 60)
+    e = layer_embedding(csr, dim=4, rng=np.random.default_rng(0)).reshape(12, 5, 4)
+    np.testing.assert_allclose(e, np.broadcast_to(e[:, :1], e.shape), atol=1e-4)
+    assert np.linalg.matrix_rank(e[:, 0], tol=1e-3) == 4
+
+
+def test_embedding_of_a_small_layer_pads_with_zero_columns():
+    csr = build_csr(np.array([0, 1]), np.array([1, 2]), 5)  # a 3-gene path, 2 edgeless genes
+    e = layer_embedding(csr, dim=8, rng=np.random.default_rng(0))
+    assert e.shape == (5, 8)
+    np.testing.assert_array_equal(e[:, 3:], 0)
+    np.testing.assert_array_equal(e[3:], 0)
+    proj, _ = _top_projector(csr, 3)
+    q = e[:3, :3].astype(np.float64) / np.sqrt(3 / 8)
+    np.testing.assert_allclose(q @ q.T, proj, atol=1e-5)  # all three eigenvectors: the identity
+    np.testing.assert_allclose(proj, np.eye(3), atol=1e-9)
 
 
 def test_multiplex_embedding_is_deterministic_and_stacks_layers():
     csr = build_csr(np.array([0, 1, 2]), np.array([1, 2, 3]), 4)
-    a = multiplex_embedding({"a": csr, "b": csr}, dim=8, hops=2, seed=3)
-    b = multiplex_embedding({"a": csr, "b": csr}, dim=8, hops=2, seed=3)
-    assert a.shape == (4, 16)
+    a = multiplex_embedding({"a": csr, "b": csr}, dim=2, seed=3)
+    b = multiplex_embedding({"a": csr, "b": csr}, dim=2, seed=3)
+    assert a.shape == (4, 4)
     np.testing.assert_array_equal(a, b)
-    assert not np.allclose(a[:, :8], a[:, 8:])  # each layer draws its own projection
+    rng = np.random.default_rng(3)
+    first = layer_embedding(csr, 2, rng)
+    np.testing.assert_array_equal(a[:, :2], first)
+    np.testing.assert_array_equal(a[:, 2:], layer_embedding(csr, 2, rng))

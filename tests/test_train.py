@@ -54,8 +54,15 @@ def cli_run(tiny):
 def test_run_directory_contents(cli_run, tiny):
     run_dir, r = cli_run
     assert "TranscriptionNet" in r.stdout and "training mean" in r.stdout and "oracle" in r.stdout
-    assert {p.name for p in run_dir.iterdir()} == {"config.toml", "train.json", "metrics.jsonl", "model.pt", "run.json"}
+    assert {p.name for p in run_dir.iterdir()} == {"config.toml", "train.json", "metrics.jsonl", "model.pt", "run.json",
+                                                   "embedding.npy"}
     run = read_run(run_dir)
+    # the network embedding the model read: every layer's leading eigenvectors x sqrt(dim)
+    from tnfast.embed import multiplex_embedding
+
+    dim = run["config"]["model"]["structural_dim"]
+    want = multiplex_embedding(load_bundle(tiny).networks, dim, run["config"]["train"]["seed"]) * np.float32(np.sqrt(dim))
+    np.testing.assert_array_equal(np.load(run_dir / "embedding.npy"), want)
     assert run["model"] == "transcriptionnet" and run["types"] == ["RNAi", "CRISPR", "OE"]
     assert run["config"]["train"]["steps"] == 8 and run["config"]["model"]["embedding_dim"] == 16
     # the saved config.toml is the resolved config and reads back as --config
@@ -159,6 +166,43 @@ def test_predictor_reproduces_the_run_summary(cli_run, tiny):
     unmeasured = np.setdiff1d(np.arange(b.n_genes), np.concatenate([s.gene for s in b.signatures.values()]))[:20]
     assert not np.allclose(p.predict_types(p.types, test_genes), q.predict_types(p.types, test_genes))
     np.testing.assert_array_equal(p.predict_types(p.types, unmeasured), q.predict_types(p.types, unmeasured))
+
+
+def test_prediction_reads_the_saved_embedding(cli_run, tiny, tmp_path, monkeypatch):
+    """Inference never recomputes the embedding (its basis may differ on another machine): it
+    reads the run's; a run without it, or saved by a tnfast whose inputs differed, is one line."""
+    import shutil
+
+    import tnfast.data.bundle as bundle_mod
+
+    run_dir, _ = cli_run
+    genes = np.arange(40)
+    want = load_predictor(run_dir).predict_types(["RNAi", "OE"], genes)
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the embedding was recomputed")
+
+    monkeypatch.setattr(bundle_mod, "structural_inputs", refuse)
+    np.testing.assert_array_equal(load_predictor(copy).predict_types(["RNAi", "OE"], genes), want)
+    # another embedding of the same shape: other predictions, so it is what the model reads
+    e = np.load(copy / "embedding.npy")
+    np.save(copy / "embedding.npy", e[::-1].copy())
+    assert not np.allclose(load_predictor(copy).predict_types(["RNAi", "OE"], genes), want)
+    np.save(copy / "embedding.npy", e[:, :-1].copy())
+    with pytest.raises(InputError, match="embedding.npy.*float32 array of shape"):
+        load_predictor(copy)
+    (copy / "embedding.npy").unlink()
+    r = tnfast("infer", "--run", copy, "--out", tmp_path / "p.zarr", cwd=tmp_path)
+    assert r.returncode == 2 and "embedding.npy" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "p.zarr").exists()
+    np.save(copy / "embedding.npy", e)
+    run = json.loads((copy / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps({**run, "version": 1}))
+    r = tnfast("infer", "--run", copy, "--out", tmp_path / "p.zarr", cwd=tmp_path)
+    assert r.returncode == 2 and "saved by an older tnfast" in r.stderr and "train the run again" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "p.zarr").exists()
 
 
 def test_infer_and_evaluate_a_transcriptionnet_run(cli_run, tiny):

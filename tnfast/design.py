@@ -19,7 +19,6 @@ from .errors import InputError
 @dataclass
 class DesignConfig:
     embed_dim: int = 64
-    hops: int = 3
     seed: int = 0
 
     @classmethod
@@ -30,11 +29,17 @@ class DesignConfig:
         return cls(**{k: v for k, v in cfg.items() if k in names})
 
 
-def design_matrix(bundle: Bundle, cfg: DesignConfig) -> np.ndarray:
-    """(n_genes, p) inputs of every gene: network embedding, then standardised features + presence."""
+def network_embedding(bundle: Bundle, cfg: DesignConfig) -> np.ndarray | None:
+    """(n_genes, layers x embed_dim) :func:`tnfast.embed.multiplex_embedding` of the networks; None without any."""
+    return multiplex_embedding(bundle.networks, cfg.embed_dim, cfg.seed) if bundle.networks else None
+
+
+def design_matrix(bundle: Bundle, cfg: DesignConfig, embedding: np.ndarray | None = None) -> np.ndarray:
+    """(n_genes, p) inputs of every gene: network embedding (``embedding``, e.g. a run's saved
+    one, else :func:`network_embedding`), then standardised features + presence."""
     parts = []
     if bundle.networks:
-        parts.append(multiplex_embedding(bundle.networks, cfg.embed_dim, cfg.hops, cfg.seed))
+        parts.append(network_embedding(bundle, cfg) if embedding is None else embedding)
     f = bundle.features
     if f is not None:
         mu = f.values[f.present].mean(axis=0)

@@ -14,8 +14,8 @@ disjoint, contiguous block of chunks of the same store.
 
 Start-up cost (the whole-genome command is a few seconds of prediction on a GPU, so the fixed
 costs matter): this module imports neither torch nor zarr at import time. :func:`infer` first
-starts reading the bundle and computing the graph's structural inputs on a thread (numpy and
-scipy only, mostly without the GIL), then imports torch, which takes seconds; CUDA starts on
+starts reading the bundle on a thread (numpy only, mostly without the GIL), then imports torch,
+which takes seconds; the network embedding is the run's saved one, not recomputed; CUDA starts on
 another thread meanwhile (:func:`tnfast.predict.warm_device`). Chunks are written by a few
 threads while the next ones are predicted.
 """
@@ -62,7 +62,7 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
     missing = [t for t in types if t not in meta["types"]]
     if missing:
         raise InputError(run_dir, f"the run has no model for {', '.join(missing)} (it has {', '.join(meta['types'])})")
-    prefetch = _Prefetch(meta)  # the bundle and structural inputs, while torch is imported
+    prefetch = _Prefetch(meta)  # the bundle, while torch is imported
     from .distributed import barrier, my_range, world
     from .predict import ALL_SPLITS, RIDGE, load_predictor, warm_device
 
@@ -134,9 +134,7 @@ def infer(out: str | os.PathLike, run: str | os.PathLike | None = None, types: l
 
 
 class _Prefetch:
-    """The run's bundle read on a thread, then (TranscriptionNet runs) its structural inputs
-    computed there (:meth:`Bundle.structural_inputs`, memoised on the bundle, where the graph
-    picks them up): torch-free work that runs while the main thread imports torch."""
+    """The run's bundle read on a thread: torch-free work that runs while the main thread imports torch."""
 
     def __init__(self, meta: dict):
         self._bundle: Future = Future()
@@ -147,32 +145,9 @@ class _Prefetch:
 
     def _run(self, meta: dict) -> None:
         try:
-            bundle = load_bundle(meta["data"], truth=False)
+            self._bundle.set_result(load_bundle(meta["data"], truth=False))
         except BaseException as e:  # noqa: BLE001 (raised in the main thread)
             self._bundle.set_exception(e)
-            return
-        self._bundle.set_result(bundle)
-        args = _structural_args(meta)
-        if args is not None and bundle.networks:
-            try:
-                bundle.structural_inputs(*args)
-            except Exception:  # noqa: BLE001 (not kept: the graph computes, and reports, it itself)
-                pass
-
-
-def _structural_args(meta: dict) -> tuple | None:
-    """(dim, hops, seed, use_edge_weights) of the graph a TranscriptionNet run's model takes
-    (what train.build_model passes to MultiplexGraph.for_model), read from run.json without
-    importing torch; None when the run has none or the record is not plainly readable (then
-    nothing is precomputed: the graph computes what it needs itself)."""
-    try:
-        m, t = meta["config"]["model"], meta["config"]["train"]
-        dim, hops, seed, weights = m["structural_dim"], m["structural_hops"], t["seed"], m["use_edge_weights"]
-    except (KeyError, TypeError):
-        return None
-    if not all(type(v) is int for v in (dim, hops, seed)) or type(weights) is not bool or dim <= 0 or hops < 0:
-        return None
-    return dim, hops, seed, weights
 
 
 def _check_store(out: Path, run_id: str, labels: dict, chunk: int, overwrite: bool, resume: bool) -> bool:

@@ -27,7 +27,7 @@ from .data.bundle import TYPES, Bundle, load_bundle
 from .design import DesignConfig, design_matrix
 from .errors import InputError
 from .model import Measurements
-from .runs import latest_run, read_run
+from .runs import latest_run, load_embedding, read_run
 from .train import MODEL_KIND as TRANSCRIPTIONNET
 from .train import autocast, build_model, load_tensors, resolve_device
 from .train_config import from_dict
@@ -67,7 +67,8 @@ def _ridge(run_dir: Path, run: dict, bundle: Bundle) -> Predictor:
         cfg = DesignConfig(**run["config"])
     except TypeError as e:
         raise InputError(run_dir / "run.json", f"config does not match this tnfast ({e})") from None
-    x = design_matrix(bundle, cfg)
+    x = design_matrix(bundle, cfg, load_embedding(run_dir, (bundle.n_genes, len(bundle.networks) * cfg.embed_dim))
+                      if bundle.networks else None)
     fn = lambda types, idx: np.stack([models[t].predict(x[idx]) for t in types]).astype(np.float32)  # noqa: E731
     return Predictor(run_dir, run, bundle, list(models), fn, x)
 
@@ -125,8 +126,11 @@ def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence
     dev = resolve_device(device)
     # Parameters made on the device: their random initialisation (overwritten by the weights
     # below, every tensor of them: load_state_dict is strict) then costs no CPU time and no copy.
+    m = cfg.model
+    structural = (load_embedding(run_dir, (bundle.n_genes, len(bundle.networks) * m.structural_dim))
+                  if m.structural_dim and bundle.networks else None)
     with torch.device(dev):
-        model, graph = build_model(bundle, cfg, dev)
+        model, graph = build_model(bundle, cfg, dev, structural)
     if model.dims.to_dict() != run.get("dims"):
         raise InputError(run_dir / "run.json", f"the model was trained on data of shape {run.get('dims')}; "
                                                f"the bundle {run['data']} now gives {model.dims.to_dict()}")
@@ -134,9 +138,6 @@ def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as e:  # not this model's weights (missing, extra or misshapen tensors)
-        if "residual.mix" in state:  # the 3 x 3 mix of tnfast before the per-layer channels
-            raise InputError(run_dir / "model.pt", "was saved by an older tnfast (its residual correction has "
-                             "another layout); train the run again") from None
         raise InputError(run_dir / "model.pt", f"cannot load model weights ({type(e).__name__}: {e})") from None
     model.eval()
     meas = Measurements.from_bundle(bundle, inputs, model.scaler).to(dev)

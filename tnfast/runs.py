@@ -3,6 +3,7 @@
 `tnfast train` writes each run to its own directory under the runs root: ``$TNFAST_RUNS`` if
 set, else ``./runs`` in the working directory. A run directory is complete when its
 ``run.json`` exists (written last); `tnfast infer` without --run takes the newest complete one.
+A run keeps the network embedding it was trained with (``embedding.npy``, see tnfast.embed).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from .errors import InputError
 from .metrics import pearson_delta, row_pearson
 
 RUN_FORMAT = "tnfast-run"
-RUN_VERSION = 1
+# 2: the network embedding became eigenvectors, saved with the run (version 1 recomputed
+# propagated random projections); a version-1 model would read inputs it never saw
+RUN_VERSION = 2
+EMBEDDING = "embedding.npy"
 
 
 def runs_root() -> Path:
@@ -76,7 +80,29 @@ def read_run(path: str | os.PathLike) -> dict:
         raise InputError(f, f"expected \"format\": \"{RUN_FORMAT}\"")
     if not isinstance(run.get("version"), int) or run["version"] > RUN_VERSION:
         raise InputError(f, f"run format version {run.get('version')!r}; this tnfast reads up to {RUN_VERSION}")
+    if run["version"] < RUN_VERSION:
+        raise InputError(f, f"was saved by an older tnfast (run format version {run['version']}; its network "
+                            f"inputs differ from this tnfast's, version {RUN_VERSION}); train the run again")
     return run
+
+
+def save_embedding(run_dir: Path, x: np.ndarray) -> None:
+    """Write the run's (n_genes, p) float32 network embedding atomically."""
+    from .atomic import atomic_file
+
+    with atomic_file(run_dir / EMBEDDING) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(x, np.float32))
+
+
+def load_embedding(run_dir: Path, shape: tuple[int, int]) -> np.ndarray:
+    """The run's saved network embedding, checked to be float32 of ``shape``."""
+    from .data.bundle import load_npy
+
+    x = load_npy(run_dir / EMBEDDING, "the run's network embedding")
+    if x.dtype != np.float32 or x.shape != tuple(shape):
+        raise InputError(run_dir / EMBEDDING, f"float32 array of shape {tuple(shape)} expected, got {x.dtype} "
+                                              f"{x.shape} (the bundle changed since training?)")
+    return x
 
 
 def signature_scores(pred: np.ndarray, truth: np.ndarray, mean: np.ndarray) -> dict:

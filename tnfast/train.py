@@ -44,7 +44,8 @@ from .data.bundle import TYPES, Bundle, load_bundle
 from .distributed import barrier, broadcast, world
 from .errors import InputError
 from .model import Measurements, ModelDims, MultiplexGraph, TranscriptionNet, signature_loss, split_samples
-from .runs import latest_incomplete_run, new_run_id, read_json, run_record, runs_root, signature_scores, split_scores
+from .runs import (EMBEDDING, latest_incomplete_run, load_embedding, new_run_id, read_json, run_record, runs_root,
+                   save_embedding, signature_scores, split_scores)
 from .train_config import RunConfig, TrainConfig, from_dict
 
 MODEL_KIND = "transcriptionnet"
@@ -72,13 +73,27 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def build_model(bundle: Bundle, cfg: RunConfig, device: torch.device) -> tuple[TranscriptionNet, MultiplexGraph]:
-    """The graph and a freshly initialised model (seeded by ``cfg.train.seed``) for ``bundle``."""
+def build_model(bundle: Bundle, cfg: RunConfig, device: torch.device,
+                structural: np.ndarray | None = None) -> tuple[TranscriptionNet, MultiplexGraph]:
+    """The graph and a freshly initialised model (seeded by ``cfg.train.seed``) for ``bundle``;
+    ``structural``: the run's network embedding (:func:`run_embedding`), else computed."""
     seed = cfg.train.seed
-    graph = MultiplexGraph.for_model(bundle, cfg.model, seed).to(device)
+    graph = MultiplexGraph.for_model(bundle, cfg.model, seed, structural).to(device)
     torch.manual_seed(seed)
     model = TranscriptionNet(cfg.model, ModelDims.from_graph(graph, len(bundle.landmarks))).to(device)
     return model, graph
+
+
+def run_embedding(run_dir: Path, bundle: Bundle, cfg: RunConfig, rank: int) -> np.ndarray | None:
+    """The structural inputs a run trains with: computed by rank 0 and saved in the run (see
+    tnfast.embed for why a run keeps its own); what every rank, a resumed run and inference load."""
+    m = cfg.model
+    if not (m.structural_dim and bundle.networks):
+        return None
+    if rank == 0 and not (run_dir / EMBEDDING).exists():
+        save_embedding(run_dir, bundle.structural_inputs(m.structural_dim, cfg.train.seed, m.use_edge_weights))
+    barrier()
+    return load_embedding(run_dir, (bundle.n_genes, len(bundle.networks) * m.structural_dim))
 
 
 @dataclass
@@ -217,7 +232,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         run_dir, run_id = _new_run_dir(data, Path(out) if out is not None else None, cfg, rank)
     tc = cfg.train
     progress(f"building the model ({cfg.profile} profile) on {dev}")
-    model, graph = build_model(bundle, cfg, dev)
+    model, graph = build_model(bundle, cfg, dev, run_embedding(run_dir, bundle, cfg, rank))
     model.scaler.fit_bundle(bundle)
     meas = Measurements.from_bundle(bundle, ("train",), model.scaler).to(dev)
     s_genes, s_types, s_values = split_samples(bundle, "train", types)

@@ -5,7 +5,7 @@ the 978-vector, its penalty chosen on the valid split. Seconds to train at genom
 the baseline TranscriptionNet must beat, and what `tnfast evaluate` calls ``ridge``.
 
 Run directory: run.json (written last, marks completion), model.pt (tensors only;
-torch.load(weights_only=True)).
+torch.load(weights_only=True)), embedding.npy (the network embedding the weights read).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import torch
 
 from .atomic import atomic_dir
 from .data.bundle import TYPES, load_bundle
-from .design import DesignConfig, design_matrix
+from .design import DesignConfig, design_matrix, network_embedding
 from .errors import InputError
 from .ridge import Ridge, fit_ridge
-from .runs import new_run_id, run_record, runs_root, split_scores
+from .runs import new_run_id, run_record, runs_root, save_embedding, split_scores
 
 MODEL_KIND = "ridge-embedding"
 
@@ -36,7 +36,8 @@ def train_ridge(data: str | os.PathLike, out: str | os.PathLike | None = None, c
     if not bundle.signatures:
         raise InputError(data, "has no signatures to train on (import some with --signatures)")
     progress("embedding the multiplex networks")
-    x = design_matrix(bundle, cfg)
+    embedding = network_embedding(bundle, cfg)
+    x = design_matrix(bundle, cfg, embedding)
     models: dict[str, Ridge] = {}
     for t in TYPES:
         s = bundle.signatures.get(t)
@@ -55,6 +56,8 @@ def train_ridge(data: str | os.PathLike, out: str | os.PathLike | None = None, c
     with atomic_dir(out) as tmp:
         torch.save({f"{t}.{k}": torch.from_numpy(np.asarray(getattr(m, k)))
                     for t, m in models.items() for k in ("weight", "x_mean", "y_mean")}, tmp / "model.pt")
+        if embedding is not None:
+            save_embedding(tmp, embedding)
         (tmp / "run.json").write_text(run_record(run_id, MODEL_KIND, data, list(models), asdict(cfg), summary))
     return out, summary
 

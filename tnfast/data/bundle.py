@@ -98,16 +98,15 @@ class Bundle:
     def gene_index(self) -> dict[str, int]:
         return {g: i for i, g in enumerate(self.genes.tolist())}
 
-    def structural_inputs(self, dim: int, hops: int, seed: int, use_edge_weights: bool = True) -> np.ndarray:
+    def structural_inputs(self, dim: int, seed: int, use_edge_weights: bool = True) -> np.ndarray:
         """(N, L*dim) float32: :func:`structural_inputs` of the networks (in manifest order),
         with their weights or, without ``use_edge_weights``, weight 1. Computed once per
-        argument set and kept (the model's graph takes it at training and at every inference;
-        `tnfast infer` computes it on a thread while torch is imported). Thread-safe: a second
-        caller waits for the first one's result. The networks must not change afterwards
-        (replacing a layer's arrays is noticed; editing them in place is not)."""
+        argument set and kept (the model's graph and the baselines' design may both ask).
+        Thread-safe: a second caller waits for the first one's result. The networks must not
+        change afterwards (replacing a layer's arrays is noticed; editing them in place is not)."""
         layers = tuple((c.indptr, c.indices, c.weights if use_edge_weights else None)
                        for c in self.networks.values())
-        key = ("structural", int(dim), int(hops), int(seed), bool(use_edge_weights))
+        key = ("structural", int(dim), int(seed), bool(use_edge_weights))
         with _DERIVED_LOCK:
             hit = self._derived.get(key)
             if hit is not None and len(hit[0]) == len(layers) and all(
@@ -118,7 +117,7 @@ class Bundle:
                 self._derived[key] = (layers, cell)
         if owner:
             try:
-                cell.set_result(structural_inputs(layers, self.n_genes, dim, hops, seed))
+                cell.set_result(structural_inputs(layers, self.n_genes, dim, seed))
             except BaseException as e:
                 with _DERIVED_LOCK:  # not kept: a later call tries again
                     if self._derived.get(key, (None, None))[1] is cell:
@@ -171,114 +170,23 @@ class Bundle:
 _DERIVED_LOCK = threading.Lock()
 
 
-def structural_inputs(layers, n_genes: int, dim: int, hops: int, seed: int,
-                      threads: int | None = None) -> np.ndarray:
+def structural_inputs(layers, n_genes: int, dim: int, seed: int) -> np.ndarray:
     """(N, L*dim) float32, the model's fixed structural inputs: per layer
-    ``tnfast.embed.layer_embedding(layer, dim, hops, rng) * sqrt(dim)``, side by side, with
-    ``rng = default_rng(seed)`` drawn layer after layer. Bit for bit what layer_embedding gives,
-    only faster (it runs at every inference), and torch-free (so it can run while torch loads).
-
-    ``layers``: per layer ``(indptr, indices)`` or ``(indptr, indices, weights)``, weights
-    None meaning 1. Two savings, neither changing a bit: D^-1/2 A D^-1/2 is scaled in place
-    of scipy's two sparse-sparse products (the same two float32 products per entry; those
-    products keep each row's entries in input order and drop zeros, as done here), and the
-    ``hops`` sparse-dense products run on ``threads`` threads (default: OMP_NUM_THREADS, else
-    the CPUs this process may use) over blocks of rows of every layer at once (each output
-    row is the same sequential sum over that row's entries, whichever thread computes it;
-    scipy releases the GIL). A layer whose rows are not sorted and duplicate-free takes
-    layer_embedding itself.
-    """
-    import scipy.sparse as sp
+    ``tnfast.embed.layer_embedding(layer, dim, rng) * sqrt(dim)`` (entries of unit mean square
+    over the genes with edges), side by side, with ``rng = default_rng(seed)`` drawn layer after
+    layer. ``layers``: per layer ``(indptr, indices)`` or ``(indptr, indices, weights)``,
+    weights None meaning 1."""
+    from ..embed import layer_embedding
 
     rng = np.random.default_rng(seed)
-    scale = np.sqrt(dim)
-    blocks: list = []
-    mats, xs = [], []
+    blocks = []
     for c in layers:
-        ip, ix = c[0], np.asarray(c[1], np.int32)
+        ix = np.asarray(c[1], np.int32)
         w = np.asarray(c[2], np.float32) if len(c) > 2 and c[2] is not None else np.ones(len(ix), np.float32)
-        csr = CSR(ip, ix, w)
-        a = csr.to_scipy()  # exactly the matrix layer_embedding builds
-        if a.dtype != np.float32 or not a.has_canonical_format:
-            from ..embed import layer_embedding
-
-            blocks.append(layer_embedding(csr, dim, hops, rng) * scale)
-            continue
-        deg = np.asarray(a.sum(axis=1)).ravel()
-        inv = np.zeros_like(deg)
-        np.divide(1.0, np.sqrt(deg), out=inv, where=deg > 0)
-        # (diags(inv) @ a) @ diags(inv): entry (i, j) is (inv_i * a_ij) * inv_j, rounded to
-        # float32 after each product; the products drop entries that come out 0
-        rows = np.repeat(np.arange(n_genes, dtype=np.int32), np.diff(a.indptr))
-        data = inv[rows] * a.data
-        data *= inv[a.indices]
-        s = sp.csr_matrix((data, a.indices, a.indptr), shape=a.shape)
-        if not data.all():
-            s.eliminate_zeros()
-        blocks.append(None)
-        mats.append((len(blocks) - 1, s))
-        # the layer's draw, in layer order (layer_embedding draws nothing else)
-        xs.append((rng.standard_normal((n_genes, dim)) / np.sqrt(dim)).astype(np.float32))
-    if mats:
-        for (k, _), out in zip(mats, _propagate([s for _, s in mats], xs, hops, threads)):
-            norm = np.linalg.norm(out, axis=1, keepdims=True)
-            np.divide(out, norm, out=out, where=norm > 0)
-            blocks[k] = out * scale
+        blocks.append(layer_embedding(CSR(np.asarray(c[0], np.int64), ix, w), dim, rng) * np.sqrt(dim))
     if not blocks:
         return np.zeros((n_genes, 0), np.float32)
     return np.concatenate(blocks, axis=1).astype(np.float32)
-
-
-def _default_threads() -> int:
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _propagate(mats: list, xs: list, hops: int, threads: int | None) -> list:
-    """Per layer l: sum over k = 1..hops of S_l^k x_l, computed as layer_embedding does
-    (x <- S x, out += x), every layer's products split over threads by blocks of rows."""
-    import scipy.sparse as sp
-
-    threads = min(_default_threads() if threads is None else int(threads), 64)
-    outs = [np.zeros_like(x) for x in xs]
-    if threads <= 1:
-        for s, x, out in zip(mats, xs, outs):
-            for _ in range(hops):
-                x = s @ x
-                out += x
-        return outs
-    from concurrent.futures import ThreadPoolExecutor
-
-    # row blocks of about equal edge counts, a few per thread so uneven layers balance
-    target = max(1, sum(s.nnz for s in mats) // (4 * threads))
-    pieces = []  # (layer, first row, end row, the rows' sub-matrix)
-    for li, s in enumerate(mats):
-        n = s.shape[0]
-        cuts = np.searchsorted(s.indptr, np.arange(target, s.nnz, target), side="left")
-        bounds = np.unique(np.concatenate([[0], cuts, [n]]))
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            p0, p1 = s.indptr[lo], s.indptr[hi]
-            sub = sp.csr_matrix((s.data[p0:p1], s.indices[p0:p1], s.indptr[lo:hi + 1] - p0), shape=(hi - lo, n))
-            pieces.append((li, lo, hi, sub))
-    xs = list(xs)
-    with ThreadPoolExecutor(threads, thread_name_prefix="tnfast-structural") as pool:
-        for _ in range(hops):
-            ys = [np.empty_like(x) for x in xs]
-
-            def run(piece, ys=ys, xs=xs):
-                li, lo, hi, sub = piece
-                ys[li][lo:hi] = sub @ xs[li]
-
-            list(pool.map(run, pieces))
-            for out, y in zip(outs, ys):
-                out += y
-            xs = ys
-    return outs
 
 
 def _write_column(path: Path, header: str, values: np.ndarray) -> None:

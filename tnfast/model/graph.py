@@ -62,17 +62,16 @@ class MultiplexGraph:
     @classmethod
     def from_arrays(cls, layers: dict, n_genes: int, features: np.ndarray | None = None,
                     present: np.ndarray | None = None, use_edge_weights: bool = True,
-                    structural_dim: int = 0, structural_hops: int = 3, seed: int = 0,
+                    structural_dim: int = 0, seed: int = 0,
                     structural: np.ndarray | None = None) -> "MultiplexGraph":
         """From per-layer CSRs ``{name: (indptr, indices[, weights])}`` (numpy; a
         ``tnfast.data.csr.CSR`` works) over ``n_genes`` genes, and optional features.
 
-        ``structural_dim`` > 0 adds, per layer, a fixed random projection propagated
-        ``structural_hops`` times over the layer (:func:`tnfast.embed.layer_embedding`, seeded by
-        ``seed``: rebuild with the same seed at inference). It gives a shallow GAT multi-hop
-        structure for free: what a 1-layer GAT trained for minutes on a CPU cannot learn.
+        ``structural_dim`` > 0 adds, per layer, its ``structural_dim`` leading eigenvectors
+        (:func:`tnfast.embed.layer_embedding`, seeded by ``seed``). They give a shallow GAT the
+        module structure for free: what a 1-layer GAT trained for minutes on a CPU cannot learn.
         ``structural``: those inputs computed already (:meth:`Bundle.structural_inputs`, with
-        the same layers, weights and arguments), used as they are.
+        the same layers, weights and arguments, or a run's saved embedding), used as they are.
         """
         if not layers:
             # The encoder still works without networks: every gene uses its input embedding.
@@ -104,8 +103,7 @@ class MultiplexGraph:
             structural = None
         else:
             if structural is None:
-                # unit-norm rows scaled to unit-variance entries (0 for genes without edges)
-                structural = structural_inputs(csrs, n_genes, structural_dim, structural_hops, seed)
+                structural = structural_inputs(csrs, n_genes, structural_dim, seed)
             if structural.shape != (n_genes, n_l * structural_dim) or structural.dtype != np.float32:
                 raise ValueError(f"structural inputs of shape {structural.shape} ({structural.dtype}); expected "
                                  f"float32 {(n_genes, n_l * structural_dim)}")
@@ -143,25 +141,26 @@ class MultiplexGraph:
 
     @classmethod
     def from_bundle(cls, bundle, use_features: bool = True, use_edge_weights: bool = True,
-                    structural_dim: int = 0, structural_hops: int = 3, seed: int = 0) -> "MultiplexGraph":
+                    structural_dim: int = 0, seed: int = 0,
+                    structural: np.ndarray | None = None) -> "MultiplexGraph":
         """From a :class:`tnfast.data.bundle.Bundle`: its networks (in manifest order) and,
         with ``use_features``, its features (see :meth:`from_arrays`)."""
         f = bundle.features if use_features else None
-        # computed once per bundle (and, by `tnfast infer`, while torch is imported)
-        structural = (bundle.structural_inputs(structural_dim, structural_hops, seed, use_edge_weights)
-                      if structural_dim and bundle.networks else None)
+        if structural is None and structural_dim and bundle.networks:
+            structural = bundle.structural_inputs(structural_dim, seed, use_edge_weights)  # computed once per bundle
         return cls.from_arrays(
             dict(bundle.networks), bundle.n_genes,
             None if f is None else f.values, None if f is None else f.present,
             use_edge_weights=use_edge_weights, structural_dim=structural_dim,
-            structural_hops=structural_hops, seed=seed, structural=structural,
+            seed=seed, structural=structural,
         )
 
     @classmethod
-    def for_model(cls, bundle, cfg, seed: int = 0) -> "MultiplexGraph":
-        """The graph a model with config ``cfg`` expects (the same call at training and inference)."""
-        return cls.from_bundle(bundle, cfg.use_features, cfg.use_edge_weights, cfg.structural_dim,
-                               cfg.structural_hops, seed)
+    def for_model(cls, bundle, cfg, seed: int = 0, structural: np.ndarray | None = None) -> "MultiplexGraph":
+        """The graph a model with config ``cfg`` expects (the same call at training and inference,
+        where ``structural`` is the run's saved embedding: see :mod:`tnfast.embed` for why)."""
+        return cls.from_bundle(bundle, cfg.use_features, cfg.use_edge_weights, cfg.structural_dim, seed,
+                               structural)
 
     def to(self, device) -> "MultiplexGraph":
         """A copy on ``device`` (the sampling tables stay on the CPU). Call once and keep the

@@ -9,10 +9,10 @@ exact leave-one-out on the training rows, so the valid split stays clean for ear
 and the MLP, whose last layer starts at zero, learns only what the ridge misses. At step 0 the
 model predicts what the ridge baseline predicts; training has to improve on that.
 
-Inputs (fixed, no training): per network layer its structural block (propagated random
-projections, :class:`~tnfast.model.graph.MultiplexGraph`), the standardised features and their
-presence flag. Each block is scaled to about unit norm per gene (as ``tnfast.design`` does for
-the ridge baseline), so one penalty treats the layers and the features alike.
+Inputs (fixed, no training): per network layer its structural block (leading eigenvectors,
+:class:`~tnfast.model.graph.MultiplexGraph`), the standardised features and their presence
+flag. Each block is scaled to about unit norm per gene (as ``tnfast.design`` does for the ridge
+baseline), so one penalty treats the layers and the features alike.
 """
 
 from __future__ import annotations
