@@ -274,8 +274,12 @@ def test_ddp_two_gloo_processes_match_one(tiny, tmp_path):
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = _state(tmp_path / "one"), _state(tmp_path / "two")
+    np.testing.assert_array_equal(np.load(tmp_path / "one" / "embedding.npy"), np.load(tmp_path / "two" / "embedding.npy"))
+    # per tensor, relative RMS: AdamW moves a weight whose gradient is rounding noise by ~lr a step
+    # whichever sign the noise takes, so single entries may differ by more than the tensor does
     for k in a.keys() - {"residual.coef", "residual.basis"}:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
+        x, y = a[k].double(), b[k].double()
+        assert (x - y).norm() <= 1e-3 * y.norm() + 1e-12, k
     # the residual correction: its factors come from an SVD, compared as the product they form
     # (scaled units; entries of order 10, so the rounding of the SVD inputs shows at 1e-4)
     ca, cb = (torch.einsum("tnk,kl->ntl", s["residual.coef"], s["residual.basis"]) for s in (a, b))

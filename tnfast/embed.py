@@ -11,8 +11,11 @@ Solved by LOBPCG, a block method, not by Lanczos (ARPACK): co-annotation layers 
 cytoband, small GO terms) are unions of cliques whose many components share eigenvalue 1,
 where ARPACK stops without converging; a block method returns a basis of that space (from a
 seeded random start: a random projection of the component indicators, as FastRP gives).
-Inside such a degenerate eigenspace the basis depends on rounding, so a run saves the
-embedding it was trained with (tnfast.runs.save_embedding) and never recomputes it.
+The solver's own basis is not reproducible (signs, and rotations inside a degenerate
+eigenspace, change with BLAS threads); the returned one is fixed by the subspace and the seed.
+Which subspace is found can still differ in the last bits between CPUs, and where the k-th
+eigenvalue is degenerate with the next one, by more: so a run saves the embedding it was
+trained with (tnfast.runs.save_embedding) and prediction never recomputes it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .data.csr import CSR
 
 DENSE_MAX = 1500  # a layer with at most this many genes with edges is solved by dense eigh
 LOBPCG_ITERS = 30  # the ridge above scores the same after 30 and 100 iterations
+TIE = 1e-6  # eigenvalues of S (in [-1, 1]) this close are one eigenspace
 
 
 def layer_embedding(csr: CSR, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -47,12 +51,24 @@ def layer_embedding(csr: CSR, dim: int, rng: np.random.Generator) -> np.ndarray:
     s = (inv @ a[idx][:, idx] @ inv).tocsr()
     k = min(dim, m)
     if m <= max(DENSE_MAX, 5 * dim):  # LOBPCG wants many more rows than vectors
-        vec = np.linalg.eigh(s.toarray())[1][:, ::-1][:, :k]
+        w, v = np.linalg.eigh(s.toarray())
+        w, v = w[::-1], v[:, ::-1]
+        # eigenvalues tied with the k-th (small layers: many components share eigenvalue 1): which
+        # k - (those above) of the tied eigenspace to take is the start block's projection onto it
+        tied = np.abs(w - w[k - 1]) <= TIE
+        above = w > w[k - 1] + TIE
+        c = v[:, tied]
+        vec = np.hstack([v[:, above], c @ (c.T @ start[:, :k - int(above.sum())])])
     else:
         with warnings.catch_warnings():  # "not reaching the requested tolerance": the basis is what counts
             warnings.simplefilter("ignore", UserWarning)
             vec = lobpcg(s, start, largest=True, maxiter=LOBPCG_ITERS, tol=1e-5)[1]
-    out[idx, :k] = vec * np.sqrt(m / dim)
+    # The solver's basis of the subspace (its rotation inside a degenerate eigenspace, its signs)
+    # changes with BLAS threads and CPUs; this one is fixed by the subspace alone: the start
+    # block projected onto it, orthonormalised with a positive diagonal of R.
+    q, r = np.linalg.qr(vec @ (vec.T @ start[:, :k]))
+    q *= np.where(np.diag(r) < 0, -1.0, 1.0)
+    out[idx, :k] = q * np.sqrt(m / dim)
     return out
 
 

@@ -1,8 +1,8 @@
 """Every hyper-parameter of the TranscriptionNet model, with defaults, and the named profiles.
 
 The defaults are the paper-scale setting (BIONIC's 10 heads x 64, 2 GAT layers, a 512-d gene
-embedding, FunDNN 1024-1024, a GenSAN with 128-d row heads and 3 recycles), plus fixed
-multi-hop structural inputs that TranscriptionNet does not have: the ``full`` profile, meant
+embedding, FunDNN 1024-1024, a GenSAN with 128-d row heads and 3 recycles), plus a fixed
+spectral embedding of each layer that TranscriptionNet does not have: the ``full`` profile, meant
 for a GPU. ``quick`` shrinks the costs that scale with the genome (GAT width and depth,
 samples per reconstruction step) and with the 978 x 978 column attention (heads, blocks,
 recycles) so the full-scale synthetic default trains on 2 CPU cores in minutes; the comment

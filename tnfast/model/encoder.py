@@ -9,8 +9,8 @@ is ever materialised (the kernels stream edges).
 Node input: a learned vector per gene and/or the bundle's standardised features with a presence
 flag (zeros + flag 0 for genes without features). The same input feeds every layer's encoder.
 The learned vector of a gene with no edge in any layer is zeroed: no reconstruction gradient
-would ever train it. Optionally (``structural_dim``) fixed multi-hop structural inputs per layer
-join them (see :class:`~tnfast.model.graph.MultiplexGraph`).
+would ever train it. Optionally (``structural_dim``) a fixed spectral embedding per layer
+joins them (see :class:`~tnfast.model.graph.MultiplexGraph`).
 
 Fusion: per gene, attention over its L layer embeddings plus its own input embedding
 ("self slot"), masked where the gene has no edge in a layer (there its GAT output is only a

@@ -32,7 +32,7 @@ class MultiplexGraph:
     has_edge: torch.Tensor  # (L, N) bool: gene has at least one edge in the layer
     features: torch.Tensor | None  # (N, F) float32 standardised over present genes, 0 elsewhere
     feature_present: torch.Tensor | None  # (N,) bool
-    structural: torch.Tensor | None  # (N, L*dim) float32 fixed propagated random projections
+    structural: torch.Tensor | None  # (N, L*dim) float32 fixed per-layer eigenvectors (tnfast.embed)
     # Sampling tables for the reconstruction loss, kept on the CPU (sampling uses a CPU
     # torch.Generator so a seed gives the same samples on every device).
     layer_edge_ptr: torch.Tensor  # (L+1,) int64: layer l's edges are ids [ptr[l], ptr[l+1])
