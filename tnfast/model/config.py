@@ -125,8 +125,8 @@ class ModelConfig:
 #   ~8 GB per step on CPU (fine for the GPU kernels, not for a 15-minute CPU budget);
 # - a 1-layer GAT sees one hop, so quick adds the fixed structural inputs (32 per layer): as
 #   3-hop propagated random projections, on the small synthetic scale they took the
-#   frozen-encoder valid PearsonDelta from ~0.38 to ~0.44; as eigenvectors (computed in ~20 s
-#   at full scale, 2026-11-30) they lift the ridge prior alone by 0.08-0.11 (tnfast.embed);
+#   frozen-encoder valid PearsonDelta from ~0.38 to ~0.44; as eigenvectors (computed in ~11 s
+#   at full scale, 2026-12-01) they lift the ridge prior alone by 0.08-0.11 (tnfast.embed);
 # - GenSAN's cost is the 978 x 978 column attention, linear in col heads x blocks x recycles (and
 #   the CPU attention is much slower per head at 2 heads than at 1): 1 head x 16, one block, 2
 #   recycles: ~0.3 s forward + backward for a batch of 64 (full: ~3.6 s).
