@@ -67,8 +67,7 @@ def _ridge(run_dir: Path, run: dict, bundle: Bundle) -> Predictor:
         cfg = DesignConfig(**run["config"])
     except TypeError as e:
         raise InputError(run_dir / "run.json", f"config does not match this tnfast ({e})") from None
-    x = design_matrix(bundle, cfg, load_embedding(run_dir, (bundle.n_genes, len(bundle.networks) * cfg.embed_dim))
-                      if bundle.networks else None)
+    x = design_matrix(bundle, cfg, load_embedding(run_dir, bundle, cfg.embed_dim) if bundle.networks else None)
     fn = lambda types, idx: np.stack([models[t].predict(x[idx]) for t in types]).astype(np.float32)  # noqa: E731
     return Predictor(run_dir, run, bundle, list(models), fn, x)
 
@@ -127,8 +126,7 @@ def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence
     # Parameters made on the device: their random initialisation (overwritten by the weights
     # below, every tensor of them: load_state_dict is strict) then costs no CPU time and no copy.
     m = cfg.model
-    structural = (load_embedding(run_dir, (bundle.n_genes, len(bundle.networks) * m.structural_dim))
-                  if m.structural_dim and bundle.networks else None)
+    structural = load_embedding(run_dir, bundle, m.structural_dim) if m.structural_dim and bundle.networks else None
     with torch.device(dev):
         model, graph = build_model(bundle, cfg, dev, structural)
     if model.dims.to_dict() != run.get("dims"):

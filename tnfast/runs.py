@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .atomic import atomic_file
+from .data.bundle import load_npy
 from .errors import InputError
 from .metrics import pearson_delta, row_pearson
 
@@ -88,19 +90,17 @@ def read_run(path: str | os.PathLike) -> dict:
 
 def save_embedding(run_dir: Path, x: np.ndarray) -> None:
     """Write the run's (n_genes, p) float32 network embedding atomically."""
-    from .atomic import atomic_file
-
     with atomic_file(run_dir / EMBEDDING) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.ascontiguousarray(x, np.float32))
 
 
-def load_embedding(run_dir: Path, shape: tuple[int, int]) -> np.ndarray:
-    """The run's saved network embedding, checked to be float32 of ``shape``."""
-    from .data.bundle import load_npy
-
+def load_embedding(run_dir: Path, bundle, dim: int) -> np.ndarray:
+    """The run's saved network embedding, checked to be float32 of ``dim`` columns per network
+    layer of ``bundle`` and a row per gene."""
+    shape = (bundle.n_genes, len(bundle.networks) * dim)
     x = load_npy(run_dir / EMBEDDING, "the run's network embedding")
-    if x.dtype != np.float32 or x.shape != tuple(shape):
-        raise InputError(run_dir / EMBEDDING, f"float32 array of shape {tuple(shape)} expected, got {x.dtype} "
+    if x.dtype != np.float32 or x.shape != shape:
+        raise InputError(run_dir / EMBEDDING, f"float32 array of shape {shape} expected, got {x.dtype} "
                                               f"{x.shape} (the bundle changed since training?)")
     return x
 

@@ -93,7 +93,7 @@ def run_embedding(run_dir: Path, bundle: Bundle, cfg: RunConfig, rank: int) -> n
     if rank == 0 and not (run_dir / EMBEDDING).exists():
         save_embedding(run_dir, bundle.structural_inputs(m.structural_dim, cfg.train.seed, m.use_edge_weights))
     barrier()
-    return load_embedding(run_dir, (bundle.n_genes, len(bundle.networks) * m.structural_dim))
+    return load_embedding(run_dir, bundle, m.structural_dim)
 
 
 @dataclass

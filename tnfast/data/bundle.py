@@ -171,22 +171,20 @@ _DERIVED_LOCK = threading.Lock()
 
 
 def structural_inputs(layers, n_genes: int, dim: int, seed: int) -> np.ndarray:
-    """(N, L*dim) float32, the model's fixed structural inputs: per layer
-    ``tnfast.embed.layer_embedding(layer, dim, rng) * sqrt(dim)`` (entries of unit mean square
-    over the genes with edges), side by side, with ``rng = default_rng(seed)`` drawn layer after
-    layer. ``layers``: per layer ``(indptr, indices)`` or ``(indptr, indices, weights)``,
+    """(N, L*dim) float32, the model's fixed structural inputs:
+    ``tnfast.embed.multiplex_embedding(layers, dim, seed) * sqrt(dim)`` (entries of unit mean
+    square over the genes with edges). ``layers``: per layer ``(indptr, indices)`` or ``(indptr, indices, weights)``,
     weights None meaning 1."""
-    from ..embed import layer_embedding
+    from ..embed import multiplex_embedding
 
-    rng = np.random.default_rng(seed)
-    blocks = []
-    for c in layers:
+    if not layers:
+        return np.zeros((n_genes, 0), np.float32)
+    csrs = {}
+    for i, c in enumerate(layers):
         ix = np.asarray(c[1], np.int32)
         w = np.asarray(c[2], np.float32) if len(c) > 2 and c[2] is not None else np.ones(len(ix), np.float32)
-        blocks.append(layer_embedding(CSR(np.asarray(c[0], np.int64), ix, w), dim, rng) * np.sqrt(dim))
-    if not blocks:
-        return np.zeros((n_genes, 0), np.float32)
-    return np.concatenate(blocks, axis=1).astype(np.float32)
+        csrs[i] = CSR(np.asarray(c[0], np.int64), ix, w)
+    return (multiplex_embedding(csrs, dim, seed) * np.sqrt(dim)).astype(np.float32)
 
 
 def _write_column(path: Path, header: str, values: np.ndarray) -> None:
