@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import tokenize
 import zipfile
 import zlib
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,29 +99,17 @@ class Bundle:
     def structural_inputs(self, dim: int, seed: int, use_edge_weights: bool = True) -> np.ndarray:
         """(N, L*dim) float32: :func:`structural_inputs` of the networks (in manifest order),
         with their weights or, without ``use_edge_weights``, weight 1. Computed once per
-        argument set and kept (the model's graph and the baselines' design may both ask).
-        Thread-safe: a second caller waits for the first one's result. The networks must not
-        change afterwards (replacing a layer's arrays is noticed; editing them in place is not)."""
+        argument set and kept (training, the baselines' design and evaluation may all ask).
+        The networks must not change afterwards (replacing a layer's arrays is noticed;
+        editing them in place is not)."""
         layers = tuple((c.indptr, c.indices, c.weights if use_edge_weights else None)
                        for c in self.networks.values())
         key = ("structural", int(dim), int(seed), bool(use_edge_weights))
-        with _DERIVED_LOCK:
-            hit = self._derived.get(key)
-            if hit is not None and len(hit[0]) == len(layers) and all(
-                    a is b for x, y in zip(hit[0], layers) for a, b in zip(x, y)):
-                cell, owner = hit[1], False
-            else:
-                cell, owner = Future(), True
-                self._derived[key] = (layers, cell)
-        if owner:
-            try:
-                cell.set_result(structural_inputs(layers, self.n_genes, dim, seed))
-            except BaseException as e:
-                with _DERIVED_LOCK:  # not kept: a later call tries again
-                    if self._derived.get(key, (None, None))[1] is cell:
-                        del self._derived[key]
-                cell.set_exception(e)
-        return cell.result()
+        hit = self._derived.get(key)
+        if hit is None or len(hit[0]) != len(layers) or any(
+                a is not b for x, y in zip(hit[0], layers) for a, b in zip(x, y)):
+            hit = self._derived[key] = (layers, structural_inputs(layers, self.n_genes, dim, seed))
+        return hit[1]
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write atomically: build in a temporary sibling, then rename into ``path``."""
@@ -165,9 +151,6 @@ class Bundle:
         }
         # Written last: its presence marks the bundle complete.
         (d / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
-
-
-_DERIVED_LOCK = threading.Lock()
 
 
 def structural_inputs(layers, n_genes: int, dim: int, seed: int) -> np.ndarray:
