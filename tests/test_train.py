@@ -77,17 +77,20 @@ def test_run_directory_contents(cli_run, tiny):
         for m in rec["valid"].values():
             assert set(m) == {"n", "pcc", "pearson_delta", "mse", "loss"} and np.isfinite(m["pearson_delta"])
         assert rec["score"] == pytest.approx(np.mean([m["pearson_delta"] for m in rec["valid"].values()]))
+    assert all(rec["member"] == 0 for rec in recs)  # one member
+    (member,) = run["members"]
+    assert member["seed"] == run["config"]["train"]["seed"] and member["steps"] == recs[-1]["step"]
     best = [rec for rec in recs if rec.get("best")]
-    assert best and best[-1]["step"] == run["best_step"]
+    assert best and best[-1]["step"] == member["best_step"]
     # the summary is the best checkpoint's: its valid PearsonΔ is the best record's where the gate
     # fitted afterwards kept all of the network's correction (PearsonΔ is blind to the shrinkage,
     # which is never 0)
     for t, m in best[-1]["valid"].items():
         ti = ["RNAi", "CRISPR", "OE"].index(t)
-        gate, shrink = run["gate"][t], run["shrink"][t]
+        gate, shrink = member["gate"][t], member["shrink"][t]
         assert 0.1 <= shrink <= 1.0 and state["shrink"][ti] == pytest.approx(shrink)
         assert 0.0 <= gate <= 1.0 and state["gate"][ti] == pytest.approx(gate)
-        choice = run["residual_correction"][t]
+        choice = member["residual_correction"][t]
         assert choice["channels"] in ("none", "own type", "every type", "every channel")
         assert choice["held_out_mse"] <= choice["none_mse"]
         corrected = bool(state["residual.coef"][ti].any())
@@ -146,20 +149,25 @@ def test_gate_and_shrinkage_minimise_valid_mse(tiny, tmp_path):
             model.shrink[ti] = lam
 
 
-def test_predictor_reproduces_the_run_summary(cli_run, tiny):
-    """The model reloaded from disk (load_predictor) gives the numbers training reported."""
+def _assert_summary_scores(p, run: dict, split: str) -> None:
+    """The predictor's PearsonΔ on ``split`` is what run.json's summary says, per type."""
     from tnfast.metrics import pearson_delta
 
+    for t in p.types:
+        s = p.bundle.signatures[t]
+        rows = s.rows(split)
+        mean = s.values[s.rows("train")].mean(axis=0)
+        got = pearson_delta(p.predict(t, s.gene[rows]), s.values[rows], mean).mean()
+        assert got == pytest.approx(run["metrics"][t][split]["model"]["pearson_delta"], abs=1e-5)
+
+
+def test_predictor_reproduces_the_run_summary(cli_run, tiny):
+    """The model reloaded from disk (load_predictor) gives the numbers training reported."""
     run_dir, _ = cli_run
     run = read_run(run_dir)
     p = load_predictor(run_dir)
     b = p.bundle
-    for t in p.types:
-        s = b.signatures[t]
-        rows = s.rows("test")
-        mean = s.values[s.rows("train")].mean(axis=0)
-        got = pearson_delta(p.predict(t, s.gene[rows]), s.values[rows], mean).mean()
-        assert got == pytest.approx(run["metrics"][t]["test"]["model"]["pearson_delta"], abs=1e-5)
+    _assert_summary_scores(p, run, "test")
     # other-type measurements as inputs (infer's setting) change the predictions of measured genes only
     q = load_predictor(run_dir, b, inputs=ALL_SPLITS)
     test_genes = np.unique(np.concatenate([b.signatures[t].gene[b.signatures[t].rows("test")] for t in p.types]))
@@ -226,23 +234,31 @@ def test_infer_and_evaluate_a_transcriptionnet_run(cli_run, tiny):
         assert got == pytest.approx(run["metrics"][t]["test"]["model"]["pearson_delta"], abs=1e-5)
 
 
+def _kill_and_resume(args: list, out: Path, wait_for: str) -> dict:
+    """Start `tnfast train ARGS --out OUT`, SIGKILL it once OUT/WAIT_FOR exists, resume it with
+    --resume; the checkpoint it was resumed from."""
+    env = {**os.environ, "TNFAST_RUNS": str(out.parent / "runs")}
+    proc = subprocess.Popen([sys.executable, "-m", "tnfast", "train", *map(str, args), "--out", out],
+                            cwd=out.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / wait_for).exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "run.json").exists(), "killed too late to test resuming"
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    r = tnfast("train", "--resume", "--out", out, cwd=out.parent)
+    assert r.returncode == 0, r.stderr
+    return ck
+
+
 def test_resume_after_sigkill_gives_the_same_model(tiny, tmp_path):
     """A real `tnfast train` killed with SIGKILL after its first checkpoint, resumed with --resume,
     ends bit-identical to an uninterrupted run of the same config."""
     args = ["--data", tiny, "--config", TINY, "--set", "train.patience=100", "--set", "train.lr_final=0.1"]
     r = tnfast("train", *args, "--out", tmp_path / "whole", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    env = {**os.environ, "TNFAST_RUNS": str(tmp_path / "runs")}
-    proc = subprocess.Popen([sys.executable, "-m", "tnfast", "train", *map(str, args), "--out", tmp_path / "cut"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (tmp_path / "cut" / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "cut" / "run.json").exists(), "killed too late to test resuming"
-    r = tnfast("train", "--resume", "--out", tmp_path / "cut", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    _kill_and_resume(args, tmp_path / "cut", "checkpoint.pt")
     a, b = _state(tmp_path / "whole"), _state(tmp_path / "cut")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _records(tmp_path / "whole") == _records(tmp_path / "cut")
@@ -284,7 +300,94 @@ def test_ddp_two_gloo_processes_match_one(tiny, tmp_path):
     # (scaled units; entries of order 10, so the rounding of the SVD inputs shows at 1e-4)
     ca, cb = (torch.einsum("tnk,kl->ntl", s["residual.coef"], s["residual.basis"]) for s in (a, b))
     torch.testing.assert_close(ca, cb, rtol=1e-3, atol=1e-3 * float(ca.abs().max()))
-    assert read_run(tmp_path / "two")["best_step"] == read_run(tmp_path / "one")["best_step"]
+    assert [m["best_step"] for m in read_run(tmp_path / "two")["members"]] == \
+        [m["best_step"] for m in read_run(tmp_path / "one")["members"]]
+
+
+# ------------------------------------------------------------------------------------------
+# ensembles: members trained as the runs of their seeds, predictions their mean
+# ------------------------------------------------------------------------------------------
+# without the network embedding (its basis is drawn from the run's seed, shared by the members),
+# member k is exactly the one-member run with seed + k: the oracle below
+ENSEMBLE = ["--set", "model.structural_dim=0", "--set", "train.patience=100"]
+
+
+def _weights(run_dir: Path, k: int) -> dict:
+    return torch.load(run_dir / ("model.pt" if k == 0 else f"model.{k}.pt"), weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def seed_runs(tiny):
+    """One-member runs with seeds 4 and 5 and a 2-member ensemble with seed 4, by the command line."""
+    d = tiny.parent / "ensemble"
+    for name, extra in (("s4", ["--seed", "4"]), ("s5", ["--seed", "5"]),
+                        ("ens", ["--seed", "4", "--set", "train.ensemble=2"])):
+        r = tnfast("train", "--data", tiny, "--config", TINY, *ENSEMBLE, *extra, "--out", d / name, cwd=tiny.parent)
+        assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_ensemble_members_are_the_runs_of_their_seeds(seed_runs):
+    d = seed_runs
+    assert {"model.pt", "model.1.pt"} <= {p.name for p in (d / "ens").iterdir()}
+    assert not (d / "ens" / "model.2.pt").exists() and not (d / "ens" / "checkpoint.pt").exists()
+    for k, single in enumerate(("s4", "s5")):
+        a, b = _weights(d / "ens", k), _weights(d / single, 0)
+        assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a), single
+    ens, s4, s5 = (read_run(d / x) for x in ("ens", "s4", "s5"))
+    assert ens["version"] == 3 and ens["members"] == s4["members"] + s5["members"]
+    assert [m["seed"] for m in ens["members"]] == [4, 5]
+    # metrics.jsonl: member 0's records, then member 1's, each those of its seed's run
+    recs = _records(d / "ens")
+    assert [r for r in recs if r["member"] == 0] == _records(d / "s4")
+    assert [{**r, "member": 0} for r in recs if r["member"] == 1] == _records(d / "s5")
+    assert [r["member"] for r in recs] == sorted(r["member"] for r in recs)
+
+
+def test_ensemble_predicts_the_mean_of_its_members(seed_runs):
+    """Predictions (load_predictor, as infer and evaluate use it) are the members' mean, and the
+    run's summary scores that mean."""
+    d = seed_runs
+    ens = load_predictor(d / "ens")
+    b = ens.bundle
+    genes = np.arange(b.n_genes)
+    p4, p5 = (torch.from_numpy(load_predictor(d / x, b).predict_types(ens.types, genes)) for x in ("s4", "s5"))
+    assert not torch.equal(p4, p5)
+    torch.testing.assert_close(torch.from_numpy(ens.predict_types(ens.types, genes)), (p4 + p5) / 2, rtol=1e-6, atol=1e-7)
+    _assert_summary_scores(ens, read_run(d / "ens"), split="valid")
+
+
+def test_ensemble_resumes_after_sigkill_in_its_second_member(seed_runs, tiny, tmp_path):
+    """Killed while its second member trains (its first weights written), resumed: the same
+    members, records and run.json as the run that was never interrupted."""
+    args = ["--data", tiny, "--config", TINY, *ENSEMBLE, "--seed", "4", "--set", "train.ensemble=2"]
+    ck = _kill_and_resume(args, tmp_path / "cut", "model.1.pt")
+    assert ck["member"] == 1
+    whole = seed_runs / "ens"
+    for k in (0, 1):
+        a, b = _weights(whole, k), _weights(tmp_path / "cut", k)
+        assert all(torch.equal(a[key], b[key]) for key in a)
+    assert _records(whole) == _records(tmp_path / "cut")
+    a, b = read_run(whole), read_run(tmp_path / "cut")
+    assert a["members"] == b["members"] and a["metrics"] == b["metrics"]
+
+
+def test_a_version_2_run_reads_as_one_member(cli_run, tmp_path):
+    """Runs saved before ensembles (format 2: no "members", the top-level fields of the one model)
+    still load, with the same predictions."""
+    import shutil
+
+    run_dir, _ = cli_run
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    run = json.loads((old / "run.json").read_text())
+    (member,) = run.pop("members")
+    cfg = run["config"]["train"]
+    del cfg["ensemble"]
+    (old / "run.json").write_text(json.dumps({**run, **member, "version": 2}))
+    genes = np.arange(20)
+    np.testing.assert_array_equal(load_predictor(old).predict_types(["RNAi"], genes),
+                                  load_predictor(run_dir).predict_types(["RNAi"], genes))
 
 
 @pytest.mark.parametrize("args, where, what", [
@@ -295,6 +398,7 @@ def test_ddp_two_gloo_processes_match_one(tiny, tmp_path):
     (["--set", "train.nope=1"], "--set", "unknown [train] keys"),
     (["--set", "train.lr_final=2"], "--set", "lr_final must be a number in [0, 1]"),
     (["--set", "train.lr=nan"], "--set", "lr must be a finite number >= 0"),
+    (["--set", "train.ensemble=0"], "--set", "ensemble must be an integer >= 1"),
     (["--set", "gat_heads=2"], "--set", "expected model.KEY=VALUE"),
     (["--profile", "huge"], "--profile", "unknown profile"),
     (["--device", "cuda"], "--device", "no CUDA device"),

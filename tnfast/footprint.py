@@ -150,7 +150,9 @@ def train_peak(shape: BundleShape, cfg: dict) -> dict[str, float]:
     out = _held(shape, m)
     lnc = n_l * n * c
     out["plan"] = 12 * e + 16 * n_l * n
-    out["parameters"] = 16 * p  # weights, gradients, AdamW's two moments
+    # weights, gradients, AdamW's two moments; an ensemble's members are trained one at a time,
+    # then all held for scoring
+    out["parameters"] = 16 * p + 4 * p * (tc.get("ensemble", 1) - 1)
     out["signatures"] = 12 * shape.n_signatures * n_lm
     step = 0.0
     if n_l:
@@ -182,8 +184,9 @@ def infer_peak(shape: BundleShape, cfg: dict, chunk: int, writers: int = 4) -> d
     out = _held(shape, m)
     lnc = n_l * n * c
     out["plan"] = 4 * e + 4 * n_l * n
-    out["parameters"] = 4 * model_parameters(shape, m)
-    out["signatures"] = 4 * shape.n_signatures * n_lm + 4 * n * ed
+    k = cfg["train"].get("ensemble", 1)  # members held at once, each with its gene embeddings
+    out["parameters"] = 4 * model_parameters(shape, m) * k
+    out["signatures"] = 4 * shape.n_signatures * n_lm + 4 * n * ed * k
     step = 4 * (4 * lnc + 2 * (n_l + 1) * n * (c + fd)) + 12 * e if n_l else 0.0
     chunk = min(chunk, n)
     batch = min(chunk, 512)

@@ -26,10 +26,10 @@ import torch
 from .data.bundle import TYPES, Bundle, load_bundle
 from .design import DesignConfig, design_matrix
 from .errors import InputError
-from .model import Measurements
+from .model import Measurements, ModelDims, ensemble_predict
 from .runs import latest_run, load_embedding, read_run
 from .train import MODEL_KIND as TRANSCRIPTIONNET
-from .train import autocast, build_model, load_tensors, resolve_device
+from .train import autocast, build_graph, load_members, resolve_device
 from .train_config import from_dict
 from .train_ridge import MODEL_KIND as RIDGE
 from .train_ridge import load_ridge
@@ -123,29 +123,22 @@ def _wait_warm(dev: torch.device) -> None:
 def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence[str], device: str) -> Predictor:
     cfg = from_dict(run["config"], str(run_dir / "run.json"))
     dev = resolve_device(device)
-    # Parameters made on the device: their random initialisation (overwritten by the weights
-    # below, every tensor of them: load_state_dict is strict) then costs no CPU time and no copy.
-    m = cfg.model
-    structural = load_embedding(run_dir, bundle, m.structural_dim) if m.structural_dim and bundle.networks else None
-    with torch.device(dev):
-        model, graph = build_model(bundle, cfg, dev, structural)
-    if model.dims.to_dict() != run.get("dims"):
+    dim = cfg.model.structural_dim
+    structural = load_embedding(run_dir, bundle, dim) if dim and bundle.networks else None
+    graph = build_graph(bundle, cfg, dev, structural)
+    dims = ModelDims.from_graph(graph, len(bundle.landmarks)).to_dict()
+    if dims != run.get("dims"):
         raise InputError(run_dir / "run.json", f"the model was trained on data of shape {run.get('dims')}; "
-                                               f"the bundle {run['data']} now gives {model.dims.to_dict()}")
-    state = load_tensors(run_dir / "model.pt", dev)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError) as e:  # not this model's weights (missing, extra or misshapen tensors)
-        raise InputError(run_dir / "model.pt", f"cannot load model weights ({type(e).__name__}: {e})") from None
-    model.eval()
-    meas = Measurements.from_bundle(bundle, inputs, model.scaler).to(dev)
+                                               f"the bundle {run['data']} now gives {dims}")
+    members = load_members(run_dir, bundle, graph, cfg, dev)
+    meas = Measurements.from_bundle(bundle, inputs, members[0].scaler).to(dev)
     _wait_warm(dev)  # no second thread doing the same one-off work as the first kernel launches
     with torch.no_grad(), autocast(dev, cfg.train.precision):
-        emb = model.encode(graph)
+        pairs = [(member, member.encode(graph)) for member in members]
 
     def fn(types: list[str], idx: np.ndarray) -> np.ndarray:
         with torch.no_grad(), autocast(dev, cfg.train.precision):
-            pred = model.predict_genes(emb, torch.from_numpy(idx), meas, graph=graph)
+            pred = ensemble_predict(pairs, torch.from_numpy(idx), meas, graph)
         cols = torch.tensor([TYPES.index(t) for t in types], device=pred.device)
         return pred.index_select(1, cols).transpose(0, 1).cpu().numpy()
 

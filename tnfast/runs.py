@@ -3,7 +3,8 @@
 `tnfast train` writes each run to its own directory under the runs root: ``$TNFAST_RUNS`` if
 set, else ``./runs`` in the working directory. A run directory is complete when its
 ``run.json`` exists (written last); `tnfast infer` without --run takes the newest complete one.
-A run keeps the network embedding it was trained with (``embedding.npy``, see tnfast.embed).
+A run keeps the network embedding it was trained with (``embedding.npy``, see tnfast.embed),
+and the weights of each member of its ensemble (``model.pt``, then ``model.1.pt``, ...).
 """
 
 from __future__ import annotations
@@ -26,8 +27,17 @@ from .metrics import pearson_delta, row_pearson
 RUN_FORMAT = "tnfast-run"
 # 2: the network embedding became eigenvectors, saved with the run (version 1 recomputed
 # propagated random projections); a version-1 model would read inputs it never saw
-RUN_VERSION = 2
+# 3: ensembles (train.ensemble members, weights in model.pt, model.1.pt, ...; run.json
+# "members"); a version-2 run is a one-member run and reads as one
+RUN_VERSION = 3
+OLDEST_READ = 2
 EMBEDDING = "embedding.npy"
+
+
+def member_weights(run_dir: Path, k: int) -> Path:
+    """Where member ``k`` of a run's ensemble keeps its weights (member 0, the only one of most
+    runs, in ``model.pt``)."""
+    return run_dir / ("model.pt" if k == 0 else f"model.{k}.pt")
 
 
 def runs_root() -> Path:
@@ -82,7 +92,7 @@ def read_run(path: str | os.PathLike) -> dict:
         raise InputError(f, f"expected \"format\": \"{RUN_FORMAT}\"")
     if not isinstance(run.get("version"), int) or run["version"] > RUN_VERSION:
         raise InputError(f, f"run format version {run.get('version')!r}; this tnfast reads up to {RUN_VERSION}")
-    if run["version"] < RUN_VERSION:
+    if run["version"] < OLDEST_READ:
         raise InputError(f, f"was saved by an older tnfast (run format version {run['version']}; its network "
                             f"inputs differ from this tnfast's, version {RUN_VERSION}); train the run again")
     return run

@@ -15,7 +15,9 @@ Run directory (under ``$TNFAST_RUNS`` or ./runs unless ``--out``):
 ``config.toml`` the resolved configuration (``--config`` reads it back); ``train.json`` data
 path and run id; ``metrics.jsonl``; ``checkpoint.pt`` the last state (model, optimiser, every
 RNG, sample order) while training; ``model.pt`` the best weights; ``run.json`` written last
-(complete run). All ``.pt`` files are written atomically and load with ``weights_only=True``.
+(complete run). An ensemble (``train.ensemble`` > 1) trains its members one after the other,
+each exactly as a one-member run with its seed would, into ``model.pt``, ``model.1.pt``, ...;
+the checkpoint says which member is training and what run.json will say of those done. All ``.pt`` files are written atomically and load with ``weights_only=True``.
 Resuming from ``checkpoint.pt`` replays exactly what the interrupted run would have done: every
 random draw comes from generators whose state the checkpoint holds, so on CPU a resumed run
 ends with the same weights, bit for bit, as an uninterrupted one.
@@ -33,7 +35,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +45,10 @@ from .atomic import atomic_file
 from .data.bundle import TYPES, Bundle, load_bundle
 from .distributed import barrier, broadcast, world
 from .errors import InputError
-from .model import Measurements, ModelDims, MultiplexGraph, TranscriptionNet, signature_loss, split_samples
-from .runs import (EMBEDDING, latest_incomplete_run, load_embedding, new_run_id, read_json, run_record, runs_root,
-                   save_embedding, signature_scores, split_scores)
+from .model import (Measurements, ModelDims, MultiplexGraph, TranscriptionNet, ensemble_predict, signature_loss,
+                    split_samples)
+from .runs import (EMBEDDING, latest_incomplete_run, load_embedding, member_weights, new_run_id, read_json, run_record,
+                   runs_root, save_embedding, signature_scores, split_scores)
 from .train_config import RunConfig, TrainConfig, from_dict
 
 MODEL_KIND = "transcriptionnet"
@@ -73,15 +76,24 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def build_graph(bundle: Bundle, cfg: RunConfig, device: torch.device,
+                structural: np.ndarray | None = None) -> MultiplexGraph:
+    """The model's graph of ``bundle``; ``structural``: the run's network embedding
+    (:func:`run_embedding`), else computed (seeded by ``cfg.train.seed``)."""
+    return MultiplexGraph.for_model(bundle, cfg.model, cfg.train.seed, structural).to(device)
+
+
+def new_model(graph: MultiplexGraph, cfg: RunConfig, n_landmarks: int, seed: int) -> TranscriptionNet:
+    """A freshly initialised model for ``graph``, its weights drawn from ``seed``, on the graph's device."""
+    torch.manual_seed(seed)
+    return TranscriptionNet(cfg.model, ModelDims.from_graph(graph, n_landmarks)).to(graph.device)
+
+
 def build_model(bundle: Bundle, cfg: RunConfig, device: torch.device,
                 structural: np.ndarray | None = None) -> tuple[TranscriptionNet, MultiplexGraph]:
-    """The graph and a freshly initialised model (seeded by ``cfg.train.seed``) for ``bundle``;
-    ``structural``: the run's network embedding (:func:`run_embedding`), else computed."""
-    seed = cfg.train.seed
-    graph = MultiplexGraph.for_model(bundle, cfg.model, seed, structural).to(device)
-    torch.manual_seed(seed)
-    model = TranscriptionNet(cfg.model, ModelDims.from_graph(graph, len(bundle.landmarks))).to(device)
-    return model, graph
+    """The graph and a freshly initialised model (seeded by ``cfg.train.seed``) for ``bundle``."""
+    graph = build_graph(bundle, cfg, device, structural)
+    return new_model(graph, cfg, len(bundle.landmarks), cfg.train.seed), graph
 
 
 def run_embedding(run_dir: Path, bundle: Bundle, cfg: RunConfig, rank: int) -> np.ndarray | None:
@@ -216,7 +228,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     """Train TranscriptionNet on the bundle at ``data``; returns (run directory, summary per type and split).
 
     ``resume``: continue the interrupted run at ``out`` (default: the newest one) with its saved
-    configuration and data; ``data`` and ``cfg`` are then ignored.
+    configuration and data; ``data`` and ``cfg`` are then ignored. With ``train.ensemble`` = K,
+    K members are trained one after the other (:func:`member_config`) and scored as their mean.
     """
     if data is None and not resume:
         raise InputError("--data", "a bundle directory is needed (or --resume)")
@@ -232,7 +245,70 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         run_dir, run_id = _new_run_dir(data, Path(out) if out is not None else None, cfg, rank)
     tc = cfg.train
     progress(f"building the model ({cfg.profile} profile) on {dev}")
-    model, graph = build_model(bundle, cfg, dev, run_embedding(run_dir, bundle, cfg, rank))
+    graph = build_graph(bundle, cfg, dev, run_embedding(run_dir, bundle, cfg, rank))
+    ckpt_path, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
+    ck = load_tensors(ckpt_path, dev) if resume and ckpt_path.exists() else None
+    if resume and ck is None:
+        progress(f"{run_dir} has no checkpoint yet: starting it from the beginning")
+        metrics_path.unlink(missing_ok=True)
+    first = ck.get("member", 0) if ck is not None else 0
+    members = list(ck.get("done", [])) if ck is not None else []  # what run.json says of each finished member
+    if ck is not None and rank == 0 and metrics_path.exists():  # drop records written after the checkpoint
+        last = (first, ck.get("step", 0))
+        keep = [ln for ln in metrics_path.read_text().splitlines()
+                if (json.loads(ln).get("member", 0), json.loads(ln)["step"]) <= last]
+        with atomic_file(metrics_path) as tmp:
+            tmp.write_text("".join(ln + "\n" for ln in keep))
+    for k in range(first, tc.ensemble):
+        if tc.ensemble > 1:
+            progress(f"member {k + 1} of {tc.ensemble} (seed {member_config(cfg, k).train.seed})")
+        members.append(_train_member(bundle, graph, member_config(cfg, k), k, run_dir, types, dev, rank, size,
+                                     ck if k == first and ck is not None and "model" in ck else None,
+                                     members, progress, on_step))
+    progress("scoring valid and test" + (f" with the mean of the {tc.ensemble} members" if tc.ensemble > 1 else ""))
+    summary = summarize(load_members(run_dir, bundle, graph, cfg, dev), graph, bundle, types, dev, tc.precision)
+    if rank == 0:
+        with atomic_file(run_dir / "run.json") as tmp:
+            tmp.write_text(run_record(run_id, MODEL_KIND, data, types, cfg.to_dict(), summary,
+                                      dims=ModelDims.from_graph(graph, len(bundle.landmarks)).to_dict(),
+                                      members=members))
+        ckpt_path.unlink(missing_ok=True)
+    return run_dir, summary
+
+
+def member_config(cfg: RunConfig, k: int) -> RunConfig:
+    """The configuration member ``k`` of an ensemble trains with: the run's, seeded ``seed + k``
+    (member 0 is what a one-member run trains)."""
+    return replace(cfg, train=replace(cfg.train, seed=cfg.train.seed + k))
+
+
+def load_members(run_dir: Path, bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig,
+                 device: torch.device) -> list[TranscriptionNet]:
+    """The run's trained members (``cfg.train.ensemble`` of them), in eval mode on ``device``;
+    a file that is not this model's weights is one line naming it."""
+    out = []
+    for k in range(cfg.train.ensemble):
+        path = member_weights(run_dir, k)
+        # made on the device: the random initialisation (overwritten in full below: loading is
+        # strict) then costs no CPU time and no copy
+        with torch.device(device):
+            model = new_model(graph, cfg, len(bundle.landmarks), cfg.train.seed)
+        try:
+            model.load_state_dict(load_tensors(path, device))
+        except (RuntimeError, TypeError) as e:  # missing, extra or misshapen tensors
+            raise InputError(path, f"cannot load model weights ({type(e).__name__}: {e})") from None
+        out.append(model.eval())
+    return out
+
+
+def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int, run_dir: Path, types: list[str],
+                  dev: torch.device, rank: int, size: int, ck: dict | None, done: list[dict],
+                  progress: Callable[[str], None], on_step: StepCallback) -> dict:
+    """Train member ``k`` (from the checkpoint ``ck`` when resuming it), fit its output scales,
+    save its weights; what run.json records of it. ``done``: the records of the members before it
+    (the checkpoint carries them)."""
+    tc = cfg.train
+    model = new_model(graph, cfg, len(bundle.landmarks), tc.seed)
     model.scaler.fit_bundle(bundle)
     meas = Measurements.from_bundle(bundle, ("train",), model.scaler).to(dev)
     s_genes, s_types, s_values = split_samples(bundle, "train", types)
@@ -246,10 +322,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     batch = min(tc.batch_size, len(s_genes) - len(s_genes) % size)
     st = {"step": 0, "pos": 0, "perm": torch.randperm(len(s_genes), generator=gen_batch),
           "best_score": -math.inf, "best_step": -1, "bad": 0, "stopped": False}
-
-    ckpt_path, metrics_path, best_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl", run_dir / "model.pt"
-    if resume and ckpt_path.exists():
-        ck = load_tensors(ckpt_path, dev)
+    ckpt_path, metrics_path, best_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl", member_weights(run_dir, k)
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         gen_batch.set_state(ck["rng"]["batch"])
@@ -257,21 +331,15 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         torch.set_rng_state(ck["rng"]["torch"])
         if dev.type == "cuda" and "cuda" in ck["rng"]:
             torch.cuda.set_rng_state(ck["rng"]["cuda"], dev)
-        st.update({k: ck[k] for k in st})
+        st.update({key: ck[key] for key in st})
         progress(f"resuming {run_dir} at step {st['step']}")
-        if rank == 0 and metrics_path.exists():  # drop records written after the checkpoint
-            keep = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= st["step"]]
-            with atomic_file(metrics_path) as tmp:
-                tmp.write_text("".join(ln + "\n" for ln in keep))
-    elif resume:
-        progress(f"{run_dir} has no checkpoint yet: starting it from the beginning")
-        metrics_path.unlink(missing_ok=True)
 
     net = model
     if size > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     n_pre = tc.pretrain_steps if graph.n_edges else 0  # nothing to reconstruct without networks
     total = n_pre + tc.steps
+    label = f"member {k + 1}/{tc.ensemble} " if tc.ensemble > 1 else ""
     t0, losses = time.time(), []
     while st["step"] < total and not st["stopped"]:
         pretrain = st["step"] < n_pre
@@ -305,10 +373,10 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         if not math.isfinite(losses[-1][0]):
             raise InputError(run_dir, f"the loss became {losses[-1][0]} at step {st['step']}; lower train.lr "
                                       "(the last checkpoint is kept: fix the config and retrain)")
-        on_step(st["step"], total, "pretrain" if pretrain else "train", losses[-1][0])
+        on_step(st["step"], total, label + ("pretrain" if pretrain else "train"), losses[-1][0])
         if st["step"] % tc.eval_every and st["step"] != total:
             continue
-        record = {"step": st["step"], "phase": "pretrain" if pretrain else "train",
+        record = {"member": k, "step": st["step"], "phase": "pretrain" if pretrain else "train",
                   "epoch": max(st["step"] - n_pre, 0) * batch / len(s_genes),
                   "train_loss": float(np.mean([x[0] for x in losses])),
                   "recon_loss": float(np.mean([x[1] for x in losses]))}
@@ -328,8 +396,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
             else:
                 st["bad"] += 1
                 st["stopped"] = st["bad"] >= tc.patience
-            progress(f"step {st['step']}: valid PearsonΔ " + ", ".join(f"{t} {m['pearson_delta']:.3f}"
-                                                                          for t, m in v.items()))
+            progress(f"{label}step {st['step']}: valid PearsonΔ " + ", ".join(f"{t} {m['pearson_delta']:.3f}"
+                                                                                 for t, m in v.items()))
         record["elapsed_s"] = round(time.time() - t0, 1)
         if rank == 0:
             with open(metrics_path, "a") as fh:
@@ -337,7 +405,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
             rng = {"batch": gen_batch.get_state(), "recon": gen_recon.get_state(), "torch": torch.get_rng_state()}
             if dev.type == "cuda":
                 rng["cuda"] = torch.cuda.get_rng_state(dev)
-            _save({"model": model.state_dict(), "optim": opt.state_dict(), "rng": rng, **st}, ckpt_path)
+            _save({"member": k, "done": done, "model": model.state_dict(), "optim": opt.state_dict(), "rng": rng,
+                   **st}, ckpt_path)
 
     if st["best_step"] < 0 and rank == 0:  # no validation split (or no joint step): keep the last weights
         _save(model.state_dict(), best_path)
@@ -347,18 +416,15 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         fit_output_scales(model, graph, meas, valid, dev, tc.precision, (s_genes, s_types, s_truth))
         if rank == 0:
             _save(model.state_dict(), best_path)
-    progress(f"best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f}); scoring valid and test")
-    summary = summarize(model, graph, bundle, meas, types, dev, tc.precision)
-    if rank == 0:
-        with atomic_file(run_dir / "run.json") as tmp:
-            tmp.write_text(run_record(run_id, MODEL_KIND, data, types, cfg.to_dict(), summary,
-                                      dims=model.dims.to_dict(), best_step=st["best_step"], steps=st["step"],
-                                      gate=dict(zip(TYPES, model.gate.tolist())),
-                                      shrink=dict(zip(TYPES, model.shrink.tolist())),
-                                      residual_correction=None if model.residual is None
-                                      else {TYPES[t]: c for t, c in model.residual.choice.items()}))
-        ckpt_path.unlink(missing_ok=True)
-    return run_dir, summary
+    progress(f"{label}best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f})")
+    record = {"seed": tc.seed, "best_step": st["best_step"], "steps": st["step"],
+              "gate": dict(zip(TYPES, model.gate.tolist())), "shrink": dict(zip(TYPES, model.shrink.tolist())),
+              "residual_correction": None if model.residual is None
+              else {TYPES[t]: c for t, c in model.residual.choice.items()}}
+    if rank == 0 and k + 1 < tc.ensemble:  # the next member starts afresh, this one is done
+        _save({"member": k + 1, "done": [*done, record]}, ckpt_path)
+    barrier()
+    return record
 
 
 def learning_rate(tc: TrainConfig, joint_step: int) -> float:
@@ -443,15 +509,16 @@ def _training_residuals(model: TranscriptionNet, graph: MultiplexGraph, meas: Me
     return {int(t): (genes[types == t], r[types == t], truth[types == t].float()) for t in torch.unique(types)}
 
 
-def summarize(model: TranscriptionNet, graph: MultiplexGraph, bundle: Bundle, meas: Measurements,
-              types: list[str], device: torch.device, precision: str) -> dict:
-    """:func:`tnfast.runs.split_scores` of the model on valid and test (training measurements as inputs)."""
-    model.eval()
+def summarize(members: list[TranscriptionNet], graph: MultiplexGraph, bundle: Bundle, types: list[str],
+              device: torch.device, precision: str) -> dict:
+    """:func:`tnfast.runs.split_scores` of the members' mean on valid and test (training
+    measurements as inputs)."""
+    meas = Measurements.from_bundle(bundle, ("train",), members[0].scaler).to(device)
     with torch.no_grad(), autocast(device, precision):
-        emb = model.encode(graph)
+        pairs = [(member.eval(), member.encode(graph)) for member in members]
 
         def predict(t: str, genes: np.ndarray) -> np.ndarray:
-            return model.predict_genes(emb, torch.from_numpy(genes.astype(np.int64)), meas,
-                                       graph=graph)[:, TYPES.index(t)].cpu().numpy()
+            return ensemble_predict(pairs, torch.from_numpy(genes.astype(np.int64)), meas,
+                                    graph)[:, TYPES.index(t)].cpu().numpy()
 
         return split_scores(bundle, predict, types)

@@ -45,9 +45,13 @@ class TrainConfig:
     eval_every: int = 25  # steps between validation, checkpoint and metrics.jsonl record
     patience: int = 6  # evaluations without a better valid PearsonΔ before stopping
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # members: models trained one after another, each as a run with seed seed + k would be
+    # (the run's network embedding shared); predictions are their mean. On small data what one
+    # training learns depends on its seed as much as on the data, and the mean keeps what they share.
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("pretrain_steps", "steps", "batch_size", "eval_every", "patience"):
+        for name in ("pretrain_steps", "steps", "batch_size", "eval_every", "patience", "ensemble"):
             v = getattr(self, name)
             low = 0 if name in ("pretrain_steps", "steps") else 1
             if isinstance(v, bool) or not isinstance(v, int) or v < low:

@@ -21,6 +21,7 @@ rebuilding needs ``ModelConfig.to_dict()`` and ``ModelDims.to_dict()`` (plain JS
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -43,7 +44,7 @@ from .smoothing import ResidualCorrection
 __all__ = [
     "AxialBlock", "FunDNN", "GenSAN", "Measurements", "ModelConfig", "ModelDims", "ModelOutput", "MultiplexEncoder",
     "MultiplexGraph", "PROFILES", "RidgePrior", "Scaler", "TranscriptionNet", "gensan_input", "masked_fusion",
-    "profile", "reconstruction_loss", "row_pearson", "sample_pairs", "signature_loss", "split_samples",
+    "ensemble_predict", "profile", "reconstruction_loss", "row_pearson", "sample_pairs", "signature_loss", "split_samples",
 ]
 
 
@@ -266,3 +267,17 @@ class TranscriptionNet(nn.Module):
         if not outs:
             return emb.new_zeros(0, len(TYPES), self.dims.n_landmarks, dtype=torch.float32)
         return torch.cat(outs)
+
+
+@torch.no_grad()
+def ensemble_predict(members: Sequence[tuple[TranscriptionNet, torch.Tensor]], genes: torch.Tensor,
+                     measurements: Measurements | None = None, graph: MultiplexGraph | None = None) -> torch.Tensor:
+    """(n, T, L) float32: the mean over ``members`` (pairs of a model and its :meth:`encode` of
+    ``graph``; models trained alike with other seeds) of their :meth:`predict_genes`, summed in
+    member order; one member gives its own predictions unchanged. ``measurements`` are scaled by
+    the members' scaler, which is the same for all (fitted on the same training split)."""
+    total = None
+    for model, emb in members:
+        p = model.predict_genes(emb, genes, measurements, graph=graph)
+        total = p if total is None else total.add_(p)
+    return total if len(members) == 1 else total / len(members)
