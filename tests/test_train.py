@@ -18,7 +18,7 @@ from tnfast.data.bundle import load_bundle
 from tnfast.data.synth import synthesize
 from tnfast.errors import InputError
 from tnfast.predict import ALL_SPLITS, load_predictor
-from tnfast.runs import read_run
+from tnfast.runs import member_weights, read_run
 from tnfast.train import learning_rate, train
 from tnfast.train_config import TRAIN_PROFILES, resolve
 
@@ -313,7 +313,7 @@ ENSEMBLE = ["--set", "model.structural_dim=0", "--set", "train.patience=100"]
 
 
 def _weights(run_dir: Path, k: int) -> dict:
-    return torch.load(run_dir / ("model.pt" if k == 0 else f"model.{k}.pt"), weights_only=True)
+    return torch.load(member_weights(run_dir, k), weights_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -353,7 +353,8 @@ def test_ensemble_predicts_the_mean_of_its_members(seed_runs):
     genes = np.arange(b.n_genes)
     p4, p5 = (torch.from_numpy(load_predictor(d / x, b).predict_types(ens.types, genes)) for x in ("s4", "s5"))
     assert not torch.equal(p4, p5)
-    torch.testing.assert_close(torch.from_numpy(ens.predict_types(ens.types, genes)), (p4 + p5) / 2, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(torch.from_numpy(ens.predict_types(ens.types, genes)), (p4 + p5) / 2,
+                               rtol=1e-6, atol=1e-7)
     _assert_summary_scores(ens, read_run(d / "ens"), split="valid")
 
 

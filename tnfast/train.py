@@ -17,7 +17,8 @@ path and run id; ``metrics.jsonl``; ``checkpoint.pt`` the last state (model, opt
 RNG, sample order) while training; ``model.pt`` the best weights; ``run.json`` written last
 (complete run). An ensemble (``train.ensemble`` > 1) trains its members one after the other,
 each exactly as a one-member run with its seed would, into ``model.pt``, ``model.1.pt``, ...;
-the checkpoint says which member is training and what run.json will say of those done. All ``.pt`` files are written atomically and load with ``weights_only=True``.
+the checkpoint says which member is training and what run.json will say of those done. All
+``.pt`` files are written atomically and load with ``weights_only=True``.
 Resuming from ``checkpoint.pt`` replays exactly what the interrupted run would have done: every
 random draw comes from generators whose state the checkpoint holds, so on CPU a resumed run
 ends with the same weights, bit for bit, as an uninterrupted one.
@@ -253,18 +254,20 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         metrics_path.unlink(missing_ok=True)
     first = ck.get("member", 0) if ck is not None else 0
     members = list(ck.get("done", [])) if ck is not None else []  # what run.json says of each finished member
+    # the member to resume mid-training (a checkpoint between two members holds no model)
+    ck_member = ck if ck is not None and "model" in ck else None
     if ck is not None and rank == 0 and metrics_path.exists():  # drop records written after the checkpoint
         last = (first, ck.get("step", 0))
-        keep = [ln for ln in metrics_path.read_text().splitlines()
-                if (json.loads(ln).get("member", 0), json.loads(ln)["step"]) <= last]
+        recs = [(ln, json.loads(ln)) for ln in metrics_path.read_text().splitlines()]
+        keep = [ln for ln, rec in recs if (rec.get("member", 0), rec["step"]) <= last]
         with atomic_file(metrics_path) as tmp:
             tmp.write_text("".join(ln + "\n" for ln in keep))
     for k in range(first, tc.ensemble):
+        mcfg = member_config(cfg, k)
         if tc.ensemble > 1:
-            progress(f"member {k + 1} of {tc.ensemble} (seed {member_config(cfg, k).train.seed})")
-        members.append(_train_member(bundle, graph, member_config(cfg, k), k, run_dir, types, dev, rank, size,
-                                     ck if k == first and ck is not None and "model" in ck else None,
-                                     members, progress, on_step))
+            progress(f"member {k + 1} of {tc.ensemble} (seed {mcfg.train.seed})")
+        members.append(_train_member(bundle, graph, mcfg, k, run_dir, types, dev, rank, size,
+                                     ck_member if k == first else None, members, progress, on_step))
     progress("scoring valid and test" + (f" with the mean of the {tc.ensemble} members" if tc.ensemble > 1 else ""))
     summary = summarize(load_members(run_dir, bundle, graph, cfg, dev), graph, bundle, types, dev, tc.precision)
     if rank == 0:
@@ -322,7 +325,8 @@ def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int,
     batch = min(tc.batch_size, len(s_genes) - len(s_genes) % size)
     st = {"step": 0, "pos": 0, "perm": torch.randperm(len(s_genes), generator=gen_batch),
           "best_score": -math.inf, "best_step": -1, "bad": 0, "stopped": False}
-    ckpt_path, metrics_path, best_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl", member_weights(run_dir, k)
+    ckpt_path, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
+    best_path = member_weights(run_dir, k)
     if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])

@@ -43,8 +43,8 @@ from .smoothing import ResidualCorrection
 
 __all__ = [
     "AxialBlock", "FunDNN", "GenSAN", "Measurements", "ModelConfig", "ModelDims", "ModelOutput", "MultiplexEncoder",
-    "MultiplexGraph", "PROFILES", "RidgePrior", "Scaler", "TranscriptionNet", "gensan_input", "masked_fusion",
-    "ensemble_predict", "profile", "reconstruction_loss", "row_pearson", "sample_pairs", "signature_loss", "split_samples",
+    "MultiplexGraph", "PROFILES", "RidgePrior", "Scaler", "TranscriptionNet", "ensemble_predict", "gensan_input",
+    "masked_fusion", "profile", "reconstruction_loss", "row_pearson", "sample_pairs", "signature_loss", "split_samples",
 ]
 
 
