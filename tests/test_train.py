@@ -17,6 +17,7 @@ from conftest import tnfast
 from tnfast.data.bundle import load_bundle
 from tnfast.data.synth import synthesize
 from tnfast.errors import InputError
+from tnfast.metrics import pearson_delta, row_pearson
 from tnfast.predict import ALL_SPLITS, load_predictor
 from tnfast.runs import member_weights, read_run
 from tnfast.train import learning_rate, train
@@ -151,8 +152,6 @@ def test_gate_and_shrinkage_minimise_valid_mse(tiny, tmp_path):
 
 def _assert_summary_scores(p, run: dict, split: str) -> None:
     """The predictor's PearsonΔ on ``split`` is what run.json's summary says, per type."""
-    from tnfast.metrics import pearson_delta
-
     for t in p.types:
         s = p.bundle.signatures[t]
         rows = s.rows(split)
@@ -373,6 +372,110 @@ def test_ensemble_resumes_after_sigkill_in_its_second_member(seed_runs, tiny, tm
     assert a["members"] == b["members"] and a["metrics"] == b["metrics"]
 
 
+@pytest.fixture(scope="module")
+def folds_runs(tiny):
+    """A 2-member ensemble whose members validate on folds of their own (seed 4), and, as its
+    oracle, the one-member runs (seeds 4 and 5) on bundles saved with each member's split."""
+    from dataclasses import replace
+
+    from tnfast.train import member_bundle
+
+    d = tiny.parent / "folds"
+    args = ["--config", TINY, *ENSEMBLE, "--set", "train.ensemble=2"]
+    r = tnfast("train", "--data", tiny, *args, "--set", "train.member_valid=folds", "--seed", "4", "--out", d / "ens",
+               cwd=tiny.parent)
+    assert r.returncode == 0, r.stderr
+    assert "out_of_fold" in r.stdout
+    cfg = resolve(config=d / "ens" / "config.toml")
+    for k in (0, 1):
+        member_bundle(load_bundle(tiny), cfg, k).save(d / f"b{k}")
+        r = tnfast("train", "--data", d / f"b{k}", "--config", TINY, *ENSEMBLE, "--seed", str(4 + k), "--out",
+                   d / f"s{k}", cwd=tiny.parent)
+        assert r.returncode == 0, r.stderr
+    return d, replace(cfg, train=replace(cfg.train, seed=4))
+
+
+def test_folds_partition_the_measured_genes(folds_runs, tiny):
+    """Each gene with a train or valid signature is valid for exactly one member, in every type;
+    test signatures stay test; the folds are as even as they can be."""
+    from tnfast.train import gene_folds, member_bundle
+
+    _, cfg = folds_runs
+    b = load_bundle(tiny)
+    fold = gene_folds(b, 2, cfg.train.seed)
+    measured = np.unique(np.concatenate([s.gene[s.split != "test"] for s in b.signatures.values()]))
+    assert set(np.flatnonzero(fold >= 0)) == set(measured) and abs(int((fold == 0).sum()) - int((fold == 1).sum())) <= 1
+    splits = [member_bundle(b, cfg, k).signatures for k in (0, 1)]
+    for t, s in b.signatures.items():
+        a, c = splits[0][t].split, splits[1][t].split
+        assert ((a == "test") == (s.split == "test")).all() and ((c == "test") == (s.split == "test")).all()
+        kept = s.split != "test"
+        assert (((a == "valid") ^ (c == "valid")) == kept).all()  # valid in one member, trained in the other
+        np.testing.assert_array_equal(a[kept] == "valid", fold[s.gene[kept]] == 0)
+
+
+def test_folds_members_are_one_member_runs_on_their_folds(folds_runs, tiny):
+    """Member k is bit for bit the one-member run of seed 4 + k on the bundle re-split for it;
+    run.json's out-of-fold scores are those runs' own valid scores pooled; test genes are
+    predicted by the members' mean with the train and valid signatures as inputs."""
+    d, _ = folds_runs
+    for k in (0, 1):
+        a, b = _weights(d / "ens", k), _weights(d / f"s{k}", 0)
+        assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a), k
+    ens, singles = read_run(d / "ens"), [read_run(d / f"s{k}") for k in (0, 1)]
+    for t in ens["types"]:
+        got = ens["metrics"][t]
+        assert "valid" not in got and set(got) == {"out_of_fold", "test"}
+        parts = [s["metrics"][t]["valid"] for s in singles]
+        for who in ("model", "mean", "oracle"):
+            n = sum(p[who]["n"] for p in parts)
+            assert got["out_of_fold"][who]["n"] == n
+            for key in ("pcc", "pearson_delta", "mse"):
+                want = sum(p[who]["n"] * p[who][key] for p in parts) / n
+                assert got["out_of_fold"][who][key] == pytest.approx(want, abs=1e-6), (t, who, key)
+    p = load_predictor(d / "ens")
+    b = p.bundle
+    genes = np.arange(b.n_genes)
+    members = [torch.from_numpy(load_predictor(d / f"s{k}", b, inputs=("train", "valid")).predict_types(p.types, genes))
+               for k in (0, 1)]
+    torch.testing.assert_close(torch.from_numpy(p.predict_types(p.types, genes)), (members[0] + members[1]) / 2,
+                               rtol=1e-6, atol=1e-7)
+    for t in p.types:  # the summary's test scores: that mean, around the train and valid rows' mean
+        s = b.signatures[t]
+        rows = s.rows("test")
+        mean = s.values[s.split != "test"].astype(np.float64).mean(axis=0)
+        got = pearson_delta(p.predict(t, s.gene[rows]), s.values[rows], mean).mean()
+        assert got == pytest.approx(ens["metrics"][t]["test"]["model"]["pearson_delta"], abs=1e-5)
+
+
+def test_evaluate_a_folds_run_fits_the_baselines_on_train_and_valid(folds_runs, tiny, tmp_path):
+    """The baselines learn from what the model learnt from: ridge's penalty chosen on valid, then
+    refitted on train and valid; the mean is that of train and valid. Its valid split is refused."""
+    from tnfast.design import DesignConfig, design_matrix
+    from tnfast.ridge import fit_ridge
+
+    d, _ = folds_runs
+    r = tnfast("evaluate", "--run", d / "ens", "--split", "valid", cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "member_valid" in r.stderr, r.stderr
+    r = tnfast("evaluate", "--run", d / "ens", "--json", tmp_path / "e.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ev = json.loads((tmp_path / "e.json").read_text())
+    assert "ridge_residual" not in ev["types"]["RNAi"] and any("member_valid" in n for n in ev["notes"])
+    b = load_bundle(tiny)
+    x = design_matrix(b, DesignConfig.from_run(read_run(d / "ens")))
+    for t, s in b.signatures.items():
+        tr, va, te = (s.split == k for k in ("train", "valid", "test"))
+        alpha = fit_ridge(x[s.gene[tr]], s.values[tr], x[s.gene[va]], s.values[va]).alpha
+        ridge = fit_ridge(x[s.gene[tr | va]], s.values[tr | va], alphas=(alpha,))
+        mean = s.values[tr | va].astype(np.float64).mean(axis=0)
+        got = ev["types"][t]
+        assert got["ridge"]["alpha"] == alpha
+        assert got["ridge"]["pearson_delta"] == pytest.approx(
+            pearson_delta(ridge.predict(x[s.gene[te]]), s.values[te], mean).mean(), abs=1e-5)
+        assert got["mean"]["pcc"] == pytest.approx(
+            row_pearson(np.broadcast_to(mean, s.values[te].shape), s.values[te]).mean(), abs=1e-5)
+
+
 def test_a_version_2_run_reads_as_one_member(cli_run, tmp_path):
     """Runs saved before ensembles (format 2: no "members", the top-level fields of the one model)
     still load, with the same predictions."""
@@ -400,6 +503,8 @@ def test_a_version_2_run_reads_as_one_member(cli_run, tmp_path):
     (["--set", "train.lr_final=2"], "--set", "lr_final must be a number in [0, 1]"),
     (["--set", "train.lr=nan"], "--set", "lr must be a finite number >= 0"),
     (["--set", "train.ensemble=0"], "--set", "ensemble must be an integer >= 1"),
+    (["--set", "train.member_valid=folds"], "--set", "needs ensemble >= 2"),
+    (["--set", "train.member_valid=bags"], "--set", "member_valid must be one of split, folds"),
     (["--set", "gat_heads=2"], "--set", "expected model.KEY=VALUE"),
     (["--profile", "huge"], "--profile", "unknown profile"),
     (["--device", "cuda"], "--device", "no CUDA device"),

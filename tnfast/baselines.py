@@ -48,9 +48,13 @@ def mean_baseline(y_train: np.ndarray, n: int) -> np.ndarray:
 
 
 def ridge_baseline(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray | None,
-                   y_valid: np.ndarray | None, x_eval: np.ndarray) -> tuple[np.ndarray, Ridge]:
-    """Ridge on the gene inputs, the penalty chosen by valid MSE. Returns (predictions, model)."""
+                   y_valid: np.ndarray | None, x_eval: np.ndarray,
+                   refit: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, Ridge]:
+    """Ridge on the gene inputs, the penalty chosen by valid MSE, then, given ``refit`` (x, y),
+    fitted again on those rows with that penalty. Returns (predictions, model)."""
     model = fit_ridge(x_train, y_train, x_valid, y_valid)
+    if refit is not None:
+        model = fit_ridge(*refit, alphas=(model.alpha,))
     return model.predict(x_eval), model
 
 
@@ -141,8 +145,10 @@ def _knn_average(y: np.ndarray, idx: np.ndarray, ok: np.ndarray, k: int) -> np.n
 
 
 def knn_baseline(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray | None,
-                 y_valid: np.ndarray | None, x_eval: np.ndarray, ks=KNN_KS) -> tuple[np.ndarray, int]:
-    """kNN average with k chosen by valid MSE (10 when there are no valid rows). Returns (predictions, k)."""
+                 y_valid: np.ndarray | None, x_eval: np.ndarray, refit: tuple[np.ndarray, np.ndarray] | None = None,
+                 ks=KNN_KS) -> tuple[np.ndarray, int]:
+    """kNN average with k chosen by valid MSE (10 when there are no valid rows), the neighbours
+    then taken from ``refit`` (x, y) when given. Returns (predictions, k)."""
     y = np.asarray(y_train, np.float64)
     ks = sorted({min(k, len(y)) for k in ks if k >= 1})
     k = min(10, len(y))
@@ -150,6 +156,8 @@ def knn_baseline(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray |
         idx, ok = knn_neighbours(x_train, x_valid, max(ks))
         errors = [((_knn_average(y, idx, ok, kk) - y_valid) ** 2).mean() for kk in ks]
         k = ks[int(np.argmin(errors))]
+    if refit is not None:
+        x_train, y = refit[0], np.asarray(refit[1], np.float64)
     return knn_predict(x_train, y, x_eval, k), k
 
 

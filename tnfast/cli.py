@@ -237,7 +237,7 @@ def train_cmd(
         return
     t = Table("type", "split", "n", "predictor", "PCC", "PearsonΔ", "MSE", title=title)
     for ty, s in summary.items():
-        for split in ("valid", "test"):
+        for split in ("valid", "out_of_fold", "test"):
             for who, label in (("model", "model"), ("mean", "training mean"), ("oracle", "oracle (noise-free)")):
                 if who in s.get(split, {}):
                     m = s[split][who]

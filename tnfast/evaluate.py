@@ -344,6 +344,10 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
     if data is None:
         data = meta["data"]
     data = Path(data)
+    fit_splits = _fit_splits(meta, run_dir)
+    refit = "valid" in fit_splits  # the baselines learn from the signatures the model learnt from
+    if refit and split == "valid":
+        _refuse_valid(run_dir)
     progress(f"loading {data}")
     bundle = load_bundle(data, truth=True)
     if not bundle.signatures:
@@ -366,6 +370,8 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         if not sets:
             raise InputError(data, f"no signatures in the {split} split (see `tnfast data info`)")
         split_name = split
+        if split == "valid" and refit:  # (the default split of a bundle without test genes)
+            _refuse_valid(run_dir)
         if split == "valid":
             notes.append("valid split: the model's and the baselines' hyper-parameters were chosen on it; "
                          "the test split is the unbiased one")
@@ -407,7 +413,7 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
     details: dict[str, TypeDetail] = {}
     # First every type's training pool and ridge, evaluated or not: the ridge + residual
     # baseline fits its correction on all types at once, as the model does.
-    pools: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # type -> (train rows, valid rows)
+    pools: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # type -> rows: (train, valid, fitted on)
     ridges: dict[str, tuple[np.ndarray, RidgeFit]] = {}  # type -> (predictions, the fit)
     evaluated = {t: sets[t][0] if t in sets else np.zeros(0, np.int64) for t in bundle.signatures}
     for t in TYPES:
@@ -418,23 +424,29 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         held = np.isin(s.gene, genes)  # evaluated genes never train or tune a baseline
         tr = np.flatnonzero((s.split == "train") & ~held)
         va = np.flatnonzero((s.split == "valid") & (~held if truth else True))
+        fit = np.union1d(tr, va) if refit else tr  # tuned on valid, then fitted on train + valid
         if len(tr) < 2:
             if t in sets:
                 raise InputError(data, f"{t} has {len(tr)} training signatures outside the evaluated genes; need 2")
             continue
         if t in sets:
-            seen = int(np.isin(genes, s.gene[s.split == "train"]).sum()) if truth else 0
+            seen = int(np.isin(genes, s.gene[np.isin(s.split, fit_splits)]).sum()) if truth else 0
             if seen:
-                notes.append(f"{t}: {seen} of the {len(genes)} evaluated genes are in the training split: "
-                             f"the model has seen them (the baselines have not)")
-            progress(f"{t}: {len(genes)} genes; baselines from {len(tr)} training genes")
-        pools[t] = tr, va
+                notes.append(f"{t}: {seen} of the {len(genes)} evaluated genes are in the split(s) the model "
+                             f"trained on ({', '.join(fit_splits)}): the model has seen them (the baselines have not)")
+            progress(f"{t}: {len(genes)} genes; baselines from {len(fit)} training genes")
+        pools[t] = tr, va, fit
         if x is not None:
             xv, yv = (x[s.gene[va]], s.values[va]) if len(va) else (None, None)
-            pred, model = ridge_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes])
+            pred, model = ridge_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes],
+                                         (x[s.gene[fit]], s.values[fit]) if refit else None)
             ridges[t] = pred, RidgeFit(model, s.gene[tr], s.values[tr], s.gene[va], s.values[va])
     corrected = {}
-    if ridges and bundle.networks:
+    if refit:
+        notes.append("the model trained on train and valid genes (train.member_valid = folds): the baselines "
+                     "were tuned on valid, then fitted on train and valid; no ridge + residual (its "
+                     "correction is fitted on valid residuals)")
+    elif ridges and bundle.networks:
         graph, rank = _residual_inputs(bundle)
         corrected = ridge_residual_baseline(graph, x, {t: f for t, (_, f) in ridges.items()}, evaluated, rank)
 
@@ -443,23 +455,24 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
             continue
         genes, y = sets[t]
         s = bundle.signatures[t]
-        tr, va = pools[t]
-        mean = training_mean(s.values[tr])
+        tr, va, fit = pools[t]
+        mean = training_mean(s.values[fit])
         gene_ids = bundle.genes[genes]
         preds_t: dict[str, np.ndarray] = {"model": source(t, gene_ids)[:, lm_order]}
         preds_t["mean"] = np.broadcast_to(mean, y.shape)
         extras: dict[str, dict] = {}
         if x is not None:
-            preds_t["ridge"], fit = ridges[t]
-            extras["ridge"] = {"alpha": fit.ridge.alpha}
+            preds_t["ridge"], ridge_fit = ridges[t]
+            extras["ridge"] = {"alpha": ridge_fit.ridge.alpha}
             if t in corrected:
                 preds_t["ridge_residual"], choice = corrected[t]
                 extras["ridge_residual"] = {"correction": choice}
             xv, yv = (x[s.gene[va]], s.values[va]) if len(va) else (None, None)
-            preds_t["knn"], k = knn_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes])
+            preds_t["knn"], k = knn_baseline(x[s.gene[tr]], s.values[tr], xv, yv, x[genes],
+                                             (x[s.gene[fit]], s.values[fit]) if refit else None)
             extras["knn"] = {"k": k}
         if bundle.networks:
-            preds_t["network"], layers = network_average(bundle.networks, s.gene[tr], s.values[tr], genes, mean)
+            preds_t["network"], layers = network_average(bundle.networks, s.gene[fit], s.values[fit], genes, mean)
             extras["network"] = {"coverage": float((layers > 0).mean())}
         others = {o: (so.gene, so.values, train_means[o]) for o, so in bundle.signatures.items()
                   if o != t and o in train_means}
@@ -494,6 +507,22 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         notes += [f"{t}: {n}" for n in ts["notes"]]
         details[t] = TypeDetail(gene_ids, y, mean, preds_t, per_sig, deg, strata)
     return Evaluation(summary, details, run_dir)
+
+
+def _refuse_valid(run_dir: Path):
+    raise InputError("--split", f"the run {run_dir} trained its members on the valid genes "
+                                "(train.member_valid = folds): score a test split, or read the "
+                                "out-of-fold scores in its run.json")
+
+
+def _fit_splits(meta: dict | None, run_dir: Path | None) -> tuple[str, ...]:
+    """The bundle splits whose signatures trained the run's model (``("train",)`` without a run)."""
+    if meta is None or meta.get("model") != "transcriptionnet":
+        return ("train",)
+    from .train import training_splits
+    from .train_config import from_dict
+
+    return training_splits(from_dict(meta["config"], str(run_dir / "run.json")))
 
 
 def _residual_inputs(bundle: Bundle) -> tuple:

@@ -6,8 +6,9 @@ need the same steps: read the run, rebuild its inputs from the bundle, apply the
 full-graph encoder pass), however many types or chunks follow.
 
 Inputs of TranscriptionNet's GenSAN: a gene's measured signatures of the *other* types, taken
-from the splits named by ``inputs``. `tnfast evaluate` uses the training split only (valid and
-test genes are then predicted exactly as unmeasured genes are, as during validation);
+from the splits named by ``inputs``. `tnfast evaluate` uses the splits the model trained on
+(the training split, or train and valid when its members validated on folds of their own:
+``train.member_valid``), so evaluated genes are predicted exactly as unmeasured genes are;
 `tnfast infer` uses every measured signature, as a user predicting RNAi for a gene whose
 CRISPR signature was measured would want. A gene's own target signature is never an input.
 """
@@ -26,10 +27,10 @@ import torch
 from .data.bundle import TYPES, Bundle, load_bundle
 from .design import DesignConfig, design_matrix
 from .errors import InputError
-from .model import Measurements, ModelDims, ensemble_predict
+from .model import ModelDims, ensemble_predict, member_measurements
 from .runs import latest_run, load_embedding, read_run
 from .train import MODEL_KIND as TRANSCRIPTIONNET
-from .train import autocast, build_graph, load_members, resolve_device
+from .train import autocast, build_graph, load_members, resolve_device, training_splits
 from .train_config import from_dict
 from .train_ridge import MODEL_KIND as RIDGE
 from .train_ridge import load_ridge
@@ -120,7 +121,7 @@ def _wait_warm(dev: torch.device) -> None:
         th.join()
 
 
-def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence[str], device: str) -> Predictor:
+def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence[str] | None, device: str) -> Predictor:
     cfg = from_dict(run["config"], str(run_dir / "run.json"))
     dev = resolve_device(device)
     dim = cfg.model.structural_dim
@@ -131,14 +132,14 @@ def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence
         raise InputError(run_dir / "run.json", f"the model was trained on data of shape {run.get('dims')}; "
                                                f"the bundle {run['data']} now gives {dims}")
     members = load_members(run_dir, bundle, graph, cfg, dev)
-    meas = Measurements.from_bundle(bundle, inputs, members[0].scaler).to(dev)
+    meas = member_measurements(bundle, training_splits(cfg) if inputs is None else inputs, members, dev)
     _wait_warm(dev)  # no second thread doing the same one-off work as the first kernel launches
     with torch.no_grad(), autocast(dev, cfg.train.precision):
-        pairs = [(member, member.encode(graph)) for member in members]
+        triples = [(member, member.encode(graph), x) for member, x in zip(members, meas)]
 
     def fn(types: list[str], idx: np.ndarray) -> np.ndarray:
         with torch.no_grad(), autocast(dev, cfg.train.precision):
-            pred = ensemble_predict(pairs, torch.from_numpy(idx), meas, graph)
+            pred = ensemble_predict(triples, torch.from_numpy(idx), graph)
         cols = torch.tensor([TYPES.index(t) for t in types], device=pred.device)
         return pred.index_select(1, cols).transpose(0, 1).cpu().numpy()
 
@@ -146,13 +147,14 @@ def _transcriptionnet(run_dir: Path, run: dict, bundle: Bundle, inputs: Sequence
 
 
 def load_predictor(run_dir: str | os.PathLike | None = None, bundle: Bundle | None = None,
-                   truth: bool = False, inputs: Sequence[str] = ("train",), device: str = "auto",
+                   truth: bool = False, inputs: Sequence[str] | None = None, device: str = "auto",
                    run: dict | None = None) -> Predictor:
     """Load the run at ``run_dir`` (default: the newest) with its bundle.
 
     ``bundle``: the run's bundle when the caller has loaded it already (it must be the same
     data); ``truth``: load the bundle's noise-free truth arrays too (memory-mapped);
-    ``inputs``: the splits whose measurements TranscriptionNet may use (see the module doc);
+    ``inputs``: the splits whose measurements TranscriptionNet may use (see the module doc;
+    default: those it trained on, :func:`tnfast.train.training_splits`);
     ``device``: auto, cpu or cuda; ``run``: the run's run.json when the caller has read it already.
     """
     run_dir = Path(run_dir) if run_dir is not None else latest_run()

@@ -123,16 +123,16 @@ def signature_scores(pred: np.ndarray, truth: np.ndarray, mean: np.ndarray) -> d
 
 
 def split_scores(bundle, predict: Callable[[str, np.ndarray], np.ndarray], types: Sequence[str],
-                 splits: Sequence[str] = ("valid", "test")) -> dict:
+                 splits: Sequence[str] = ("valid", "test"), train_splits: Sequence[str] = ("train",)) -> dict:
     """What a run records about itself: per type and split, PCC, PearsonΔ and MSE of the model
-    (``predict(type, gene indices) -> (n, L)``), of the training-mean signature and, on synthetic
-    data, of the noise-free truth (the ceiling)."""
+    (``predict(type, gene indices) -> (n, L)``), of the training-mean signature (the mean of the
+    ``train_splits`` rows) and, on synthetic data, of the noise-free truth (the ceiling)."""
     summary: dict = {}
     for t in types:
         s = bundle.signatures[t]
         # in float64, as tnfast evaluate does: where a prediction is close to the mean, a float32
         # mean's rounding shows in PearsonΔ
-        mean = np.asarray(s.values[s.rows("train")], np.float64).mean(axis=0)
+        mean = np.asarray(s.values[np.isin(s.split, list(train_splits))], np.float64).mean(axis=0)
         summary[t] = {}
         for split in splits:
             rows = s.rows(split)

@@ -17,7 +17,10 @@ path and run id; ``metrics.jsonl``; ``checkpoint.pt`` the last state (model, opt
 RNG, sample order) while training; ``model.pt`` the best weights; ``run.json`` written last
 (complete run). An ensemble (``train.ensemble`` > 1) trains its members one after the other,
 each exactly as a one-member run with its seed would, into ``model.pt``, ``model.1.pt``, ...;
-the checkpoint says which member is training and what run.json will say of those done. All
+the checkpoint says which member is training and what run.json will say of those done. With
+``train.member_valid = "folds"`` member k validates on the k-th of K folds of the train and
+valid genes and trains on the rest (:func:`member_bundle`); run.json then has out-of-fold
+scores in place of valid ones. All
 ``.pt`` files are written atomically and load with ``weights_only=True``.
 Resuming from ``checkpoint.pt`` replays exactly what the interrupted run would have done: every
 random draw comes from generators whose state the checkpoint holds, so on CPU a resumed run
@@ -46,8 +49,8 @@ from .atomic import atomic_file
 from .data.bundle import TYPES, Bundle, load_bundle
 from .distributed import barrier, broadcast, world
 from .errors import InputError
-from .model import (Measurements, ModelDims, MultiplexGraph, TranscriptionNet, ensemble_predict, signature_loss,
-                    split_samples)
+from .model import (Measurements, ModelDims, MultiplexGraph, TranscriptionNet, ensemble_predict, member_measurements,
+                    signature_loss, split_samples)
 from .runs import (EMBEDDING, latest_incomplete_run, load_embedding, member_weights, new_run_id, read_json, run_record,
                    runs_root, save_embedding, signature_scores, split_scores)
 from .train_config import RunConfig, TrainConfig, from_dict
@@ -242,6 +245,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         data = Path(data).resolve()
     bundle = load_bundle(data)
     types = _check_bundle(bundle, data, size, cfg.train.batch_size)
+    for k in range(1 if cfg.train.member_valid == "split" else cfg.train.ensemble):  # each fold a valid split
+        _check_bundle(member_bundle(bundle, cfg, k), data, size, cfg.train.batch_size)
     if not resume:  # only now, so bad input leaves no run directory behind
         run_dir, run_id = _new_run_dir(data, Path(out) if out is not None else None, cfg, rank)
     tc = cfg.train
@@ -266,10 +271,10 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         mcfg = member_config(cfg, k)
         if tc.ensemble > 1:
             progress(f"member {k + 1} of {tc.ensemble} (seed {mcfg.train.seed})")
-        members.append(_train_member(bundle, graph, mcfg, k, run_dir, types, dev, rank, size,
+        members.append(_train_member(member_bundle(bundle, cfg, k), graph, mcfg, k, run_dir, types, dev, rank, size,
                                      ck_member if k == first else None, members, progress, on_step))
     progress("scoring valid and test" + (f" with the mean of the {tc.ensemble} members" if tc.ensemble > 1 else ""))
-    summary = summarize(load_members(run_dir, bundle, graph, cfg, dev), graph, bundle, types, dev, tc.precision)
+    summary = summarize(load_members(run_dir, bundle, graph, cfg, dev), graph, bundle, types, dev, cfg)
     if rank == 0:
         with atomic_file(run_dir / "run.json") as tmp:
             tmp.write_text(run_record(run_id, MODEL_KIND, data, types, cfg.to_dict(), summary,
@@ -283,6 +288,39 @@ def member_config(cfg: RunConfig, k: int) -> RunConfig:
     """The configuration member ``k`` of an ensemble trains with: the run's, seeded ``seed + k``
     (member 0 is what a one-member run trains)."""
     return replace(cfg, train=replace(cfg.train, seed=cfg.train.seed + k))
+
+
+def gene_folds(bundle: Bundle, folds: int, seed: int) -> np.ndarray:
+    """(n_genes,) int64: the fold (0..folds-1) of each gene with a train or valid signature of
+    some type, dealt at random (``seed``) so that fold sizes differ by at most one; -1 for the
+    other genes. A gene's signatures of every type go to its one fold, as a gene never measured
+    has none of them."""
+    genes = np.unique(np.concatenate([s.gene[s.split != "test"] for s in bundle.signatures.values()]))
+    if len(genes) < folds:
+        raise InputError("train.member_valid", f"folds: {len(genes)} genes with train or valid signatures "
+                                               f"cannot make {folds} folds (train.ensemble)")
+    out = np.full(bundle.n_genes, -1, np.int64)
+    out[np.random.default_rng(seed).permutation(genes)] = np.arange(len(genes)) % folds
+    return out
+
+
+def member_bundle(bundle: Bundle, cfg: RunConfig, k: int) -> Bundle:
+    """The bundle member ``k`` trains on: ``bundle`` itself (``train.member_valid = "split"``),
+    or (``"folds"``) its signatures re-split by :func:`gene_folds` (seeded by the run's seed):
+    valid in fold k, train in the others, test kept test."""
+    tc = cfg.train
+    if tc.member_valid == "split":
+        return bundle
+    fold = gene_folds(bundle, tc.ensemble, tc.seed)
+    sigs = {t: replace(s, split=np.where(s.split == "test", "test", np.where(fold[s.gene] == k, "valid", "train")))
+            for t, s in bundle.signatures.items()}
+    return replace(bundle, signatures=sigs)
+
+
+def training_splits(cfg: RunConfig) -> tuple[str, ...]:
+    """The bundle's splits whose signatures trained the run's model (valid too when every
+    member validated on a fold of its own)."""
+    return ("train", "valid") if cfg.train.member_valid == "folds" else ("train",)
 
 
 def load_members(run_dir: Path, bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig,
@@ -514,15 +552,38 @@ def _training_residuals(model: TranscriptionNet, graph: MultiplexGraph, meas: Me
 
 
 def summarize(members: list[TranscriptionNet], graph: MultiplexGraph, bundle: Bundle, types: list[str],
-              device: torch.device, precision: str) -> dict:
-    """:func:`tnfast.runs.split_scores` of the members' mean on valid and test (training
-    measurements as inputs)."""
-    meas = Measurements.from_bundle(bundle, ("train",), members[0].scaler).to(device)
-    with torch.no_grad(), autocast(device, precision):
-        pairs = [(member.eval(), member.encode(graph)) for member in members]
+              device: torch.device, cfg: RunConfig) -> dict:
+    """:func:`tnfast.runs.split_scores` of the members' mean on valid and test, the signatures
+    of :func:`training_splits` as inputs. Members validated on folds of their own: no valid
+    scores (most members trained on those genes) but ``out_of_fold`` ones, every train and valid
+    signature predicted by the one member that held its gene out, beside that member's training
+    mean, pooled over the members."""
+    with torch.no_grad(), autocast(device, cfg.train.precision):
+        encoded = [(member.eval(), member.encode(graph)) for member in members]
 
-        def predict(t: str, genes: np.ndarray) -> np.ndarray:
-            return ensemble_predict(pairs, torch.from_numpy(genes.astype(np.int64)), meas,
-                                    graph)[:, TYPES.index(t)].cpu().numpy()
+        def scores(b: Bundle, models: list[tuple[TranscriptionNet, torch.Tensor]], inputs, splits) -> dict:
+            meas = member_measurements(b, inputs, [m for m, _ in models], device)
+            trip = [(m, e, x) for (m, e), x in zip(models, meas)]
 
-        return split_scores(bundle, predict, types)
+            def predict(t: str, genes: np.ndarray) -> np.ndarray:
+                return ensemble_predict(trip, torch.from_numpy(genes.astype(np.int64)), graph)[:, TYPES.index(t)].cpu().numpy()
+
+            return split_scores(b, predict, types, splits, inputs)
+
+        if cfg.train.member_valid == "split":
+            return scores(bundle, encoded, ("train",), ("valid", "test"))
+        out = scores(bundle, encoded, training_splits(cfg), ("test",))
+        # member k on its own bundle: fold k is its valid split, its training rows its only inputs
+        folds = [scores(member_bundle(bundle, cfg, k), [pair], ("train",), ("valid",))
+                 for k, pair in enumerate(encoded)]
+    for t in types:
+        parts = [f[t]["valid"] for f in folds if "valid" in f[t]]
+        if parts:
+            out[t]["out_of_fold"] = {who: _pooled([p[who] for p in parts]) for who in parts[0]}
+    return out
+
+
+def _pooled(scores: list[dict]) -> dict:
+    """:func:`signature_scores` of disjoint sets of signatures, as one (means weighted by n)."""
+    n = sum(s["n"] for s in scores)
+    return {"n": n, **{key: sum(s["n"] * s[key] for s in scores) / n for key in scores[0] if key != "n"}}

@@ -27,6 +27,7 @@ from .model.config import PROFILES as MODEL_PROFILES
 from .model.config import ModelConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
+MEMBER_VALID = ("split", "folds")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class TrainConfig:
     # (the run's network embedding shared); predictions are their mean. On small data what one
     # training learns depends on its seed as much as on the data, and the mean keeps what they share.
     ensemble: int = 1
+    # where a member validates: "split", the bundle's valid genes (every member); "folds", its own
+    # fold of the genes with a train or valid signature, dealt at random into ``ensemble`` folds
+    # (member k validates on fold k and trains on the others: all measured genes train the mean)
+    member_valid: str = "split"
 
     def __post_init__(self) -> None:
         for name in ("pretrain_steps", "steps", "batch_size", "eval_every", "patience", "ensemble"):
@@ -66,6 +71,11 @@ class TrainConfig:
             raise ValueError(f"train config: drop_available must be in [0, 1], got {self.drop_available!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"train config: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.member_valid not in MEMBER_VALID:
+            raise ValueError(f"train config: member_valid must be one of {', '.join(MEMBER_VALID)}, "
+                             f"got {self.member_valid!r}")
+        if self.member_valid == "folds" and self.ensemble < 2:
+            raise ValueError("train config: member_valid = \"folds\" needs ensemble >= 2 (one fold per member)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"train config: seed must be an integer, got {self.seed!r}")
 

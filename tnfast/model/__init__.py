@@ -44,7 +44,7 @@ from .smoothing import ResidualCorrection
 __all__ = [
     "AxialBlock", "FunDNN", "GenSAN", "Measurements", "ModelConfig", "ModelDims", "ModelOutput", "MultiplexEncoder",
     "MultiplexGraph", "PROFILES", "RidgePrior", "Scaler", "TranscriptionNet", "ensemble_predict", "gensan_input",
-    "masked_fusion", "profile", "reconstruction_loss", "row_pearson", "sample_pairs", "signature_loss", "split_samples",
+    "masked_fusion", "member_measurements", "profile", "reconstruction_loss", "row_pearson", "sample_pairs", "signature_loss", "split_samples",
 ]
 
 
@@ -270,14 +270,29 @@ class TranscriptionNet(nn.Module):
 
 
 @torch.no_grad()
-def ensemble_predict(members: Sequence[tuple[TranscriptionNet, torch.Tensor]], genes: torch.Tensor,
-                     measurements: Measurements | None = None, graph: MultiplexGraph | None = None) -> torch.Tensor:
-    """(n, T, L) float32: the mean over ``members`` (pairs of a model and its :meth:`encode` of
-    ``graph``; models trained alike with other seeds) of their :meth:`predict_genes`, summed in
-    member order; one member gives its own predictions unchanged. ``measurements`` are scaled by
-    the members' scaler, which is the same for all (fitted on the same training split)."""
+def ensemble_predict(members: Sequence[tuple[TranscriptionNet, torch.Tensor, Measurements | None]],
+                     genes: torch.Tensor, graph: MultiplexGraph | None = None) -> torch.Tensor:
+    """(n, T, L) float32: the mean over ``members`` (triples of a model, its :meth:`encode` of
+    ``graph`` and the measurements it may use, scaled by its scaler: :func:`member_measurements`)
+    of their :meth:`predict_genes`, summed in member order; one member gives its own predictions
+    unchanged."""
     total = None
-    for model, emb in members:
-        p = model.predict_genes(emb, genes, measurements, graph=graph)
+    for model, emb, meas in members:
+        p = model.predict_genes(emb, genes, meas, graph=graph)
         total = p if total is None else total.add_(p)
     return total if len(members) == 1 else total / len(members)
+
+
+def member_measurements(bundle, splits: Sequence[str], models: Sequence[TranscriptionNet],
+                        device: torch.device) -> list[Measurements]:
+    """Per model, :meth:`Measurements.from_bundle` of ``splits`` in its scaler's units; one object
+    is shared by models whose scalers are equal (members fitted on the same training rows)."""
+    out: list[Measurements] = []
+    for k, model in enumerate(models):
+        same = next((out[j] for j in range(k) if _same_scaler(models[j].scaler, model.scaler)), None)
+        out.append(same if same is not None else Measurements.from_bundle(bundle, splits, model.scaler).to(device))
+    return out
+
+
+def _same_scaler(a: Scaler, b: Scaler) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.buffers(), b.buffers()))
