@@ -5,7 +5,9 @@ Why: on small real data one split's scores are noise. The real example's valid s
 differences between models are a few hundredths. Cross-validation scores every measured gene
 once. Each fold's genes are test in every type, as genes that were never measured are, so no
 other-type measurement of a test gene is used. A seventh of the other genes is valid (early
-stopping, the gate and shrinkage, the baselines' hyper-parameters). The rest train. Per fold:
+stopping, the gate and shrinkage, the baselines' hyper-parameters). The rest train. (A model
+whose members validate on folds of their own, ``train.member_valid = "folds"``, trains on
+train and valid alike, and the baselines are then refitted on both: tnfast.evaluate.) Per fold:
 ``tnfast train`` with the given configuration, then ``tnfast evaluate`` on the fold's test
 genes. The report pools the folds per type: per-signature scores averaged over all test
 genes, and standard errors from the folds' own.
