@@ -448,6 +448,19 @@ def test_folds_members_are_one_member_runs_on_their_folds(folds_runs, tiny):
         assert got == pytest.approx(ens["metrics"][t]["test"]["model"]["pearson_delta"], abs=1e-5)
 
 
+def test_folds_ensemble_resumes_after_sigkill(folds_runs, tiny, tmp_path):
+    """Killed while its second member trains, resumed: the member re-splits its bundle the same
+    way and ends as the uninterrupted run did."""
+    d, _ = folds_runs
+    args = ["--data", tiny, "--config", TINY, *ENSEMBLE, "--set", "train.ensemble=2", "--set",
+            "train.member_valid=folds", "--seed", "4"]
+    assert _kill_and_resume(args, tmp_path / "cut", "model.1.pt")["member"] == 1
+    for k in (0, 1):
+        a, b = _weights(d / "ens", k), _weights(tmp_path / "cut", k)
+        assert all(torch.equal(a[key], b[key]) for key in a)
+    assert read_run(d / "ens")["metrics"] == read_run(tmp_path / "cut")["metrics"]
+
+
 def test_evaluate_a_folds_run_fits_the_baselines_on_train_and_valid(folds_runs, tiny, tmp_path):
     """The baselines learn from what the model learnt from: ridge's penalty chosen on valid, then
     refitted on train and valid; the mean is that of train and valid. Its valid split is refused."""

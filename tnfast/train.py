@@ -566,7 +566,8 @@ def summarize(members: list[TranscriptionNet], graph: MultiplexGraph, bundle: Bu
             trip = [(m, e, x) for (m, e), x in zip(models, meas)]
 
             def predict(t: str, genes: np.ndarray) -> np.ndarray:
-                return ensemble_predict(trip, torch.from_numpy(genes.astype(np.int64)), graph)[:, TYPES.index(t)].cpu().numpy()
+                pred = ensemble_predict(trip, torch.from_numpy(genes.astype(np.int64)), graph)
+                return pred[:, TYPES.index(t)].cpu().numpy()
 
             return split_scores(b, predict, types, splits, inputs)
 
