@@ -401,7 +401,7 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         except InputError:
             notes.append("the bundle has neither networks nor features: no ridge or kNN baseline")
     degree = total_degree(bundle.networks, bundle.n_genes) if bundle.networks else None
-    train_means = {o: training_mean(so.values[so.rows("train")]) for o, so in bundle.signatures.items()
+    train_means = {o: training_mean(so.values[np.isin(so.split, fit_splits)]) for o, so in bundle.signatures.items()
                    if len(so.rows("train"))}
 
     summary: dict = {"split": split_name, "tnfast_version": __version__,
