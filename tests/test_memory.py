@@ -150,6 +150,21 @@ def test_model_parameters_match_the_model():
         assert model_parameters(shape, cfg.to_dict()["model"]) == real, (profile, sets)
 
 
+def test_members_on_folds_count_a_copy_of_the_measurements_each():
+    """Members validating on folds of their own scale the measurements each with its own scaler:
+    train and infer count one float32 copy of every signature per extra member, and nothing else."""
+    from tnfast.footprint import BundleShape, infer_peak, train_peak
+    from tnfast.train_config import resolve
+
+    shape = BundleShape(500, 978, (1000, 3000, 2000), 16, 300)
+    split, folds = (resolve("quick", None, ["train.ensemble=3", f"train.member_valid={v}"]).to_dict()
+                    for v in ("split", "folds"))
+    copy = 4 * 300 * 978
+    for peak in (lambda c: train_peak(shape, c), lambda c: infer_peak(shape, c, 64)):
+        a, b = peak(split), peak(folds)
+        assert {k: b[k] - a[k] for k in a} == {**{k: 0 for k in a}, "signatures": 2 * copy}
+
+
 # --------------------------------------------------------------------------- refusals through the CLI
 
 

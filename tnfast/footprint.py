@@ -153,7 +153,10 @@ def train_peak(shape: BundleShape, cfg: dict) -> dict[str, float]:
     # weights, gradients, AdamW's two moments; an ensemble's members are trained one at a time,
     # then all held for scoring
     out["parameters"] = 16 * p + 4 * p * (tc.get("ensemble", 1) - 1)
-    out["signatures"] = 12 * shape.n_signatures * n_lm
+    # members validating on folds of their own have scalers of their own: scoring holds a
+    # scaled copy of the measurements per member
+    copies = tc.get("ensemble", 1) if tc.get("member_valid") == "folds" else 1
+    out["signatures"] = 12 * shape.n_signatures * n_lm + 4 * shape.n_signatures * n_lm * (copies - 1)
     step = 0.0
     if n_l:
         # per GAT layer: inputs (after dropout), h, the aggregate and the ELU kept for the backward;
@@ -186,7 +189,8 @@ def infer_peak(shape: BundleShape, cfg: dict, chunk: int, writers: int = 4) -> d
     out["plan"] = 4 * e + 4 * n_l * n
     k = cfg["train"].get("ensemble", 1)  # members held at once, each with its gene embeddings
     out["parameters"] = 4 * model_parameters(shape, m) * k
-    out["signatures"] = 4 * shape.n_signatures * n_lm + 4 * n * ed * k
+    copies = k if cfg["train"].get("member_valid") == "folds" else 1  # a scaled copy per scaler
+    out["signatures"] = 4 * shape.n_signatures * n_lm * copies + 4 * n * ed * k
     step = 4 * (4 * lnc + 2 * (n_l + 1) * n * (c + fd)) + 12 * e if n_l else 0.0
     chunk = min(chunk, n)
     batch = min(chunk, 512)
