@@ -245,8 +245,9 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         data = Path(data).resolve()
     bundle = load_bundle(data)
     types = _check_bundle(bundle, data, size, cfg.train.batch_size)
-    for k in range(1 if cfg.train.member_valid == "split" else cfg.train.ensemble):  # each fold a valid split
-        _check_bundle(member_bundle(bundle, cfg, k), data, size, cfg.train.batch_size)
+    if cfg.train.member_valid == "folds":  # every member's re-split trains too
+        for k in range(cfg.train.ensemble):
+            _check_bundle(member_bundle(bundle, cfg, k), data, size, cfg.train.batch_size)
     if not resume:  # only now, so bad input leaves no run directory behind
         run_dir, run_id = _new_run_dir(data, Path(out) if out is not None else None, cfg, rank)
     tc = cfg.train
