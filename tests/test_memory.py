@@ -141,7 +141,7 @@ def test_model_parameters_match_the_model():
     shape = BundleShape(500, 978, (1000, 3000, 2000), 16, 300)
     for profile, sets in (("quick", []), ("full", []),
                           ("quick", ["model.gene_embedding_dim=0", "model.landmark_dim=0", "model.gat_layers=2",
-                                     "model.use_features=false"])):
+                                     "model.use_features=false", "model.output_subspace=false"])):
         cfg = resolve(profile, None, sets)
         dims = ModelDims(500, 3, 16, 978, 3 * cfg.model.structural_dim)
         with torch.device("meta"):

@@ -96,7 +96,9 @@ def test_run_directory_contents(cli_run, tiny):
         assert choice["held_out_mse"] <= choice["none_mse"]
         corrected = bool(state["residual.coef"][ti].any())
         assert corrected == (choice["channels"] != "none")
-        if gate == 1.0 and not corrected:
+        rank = member["output_rank"][t]
+        assert rank in (0, 16, 32, 64, 128) and int(state["subspace.rank"][ti]) == rank
+        if gate == 1.0 and not corrected and rank == 0:
             assert run["metrics"][t]["valid"]["model"]["pearson_delta"] == pytest.approx(m["pearson_delta"], abs=1e-6)
 
 
@@ -104,13 +106,13 @@ def test_gate_and_shrinkage_minimise_valid_mse(tiny, tmp_path):
     """The fitted factors are the least-squares ones: the gate on what the network adds to the
     ridge prior (with no shrinkage, in [0, 1]), then the shrinkage of the gated deviation (in
     [MIN_SHRINK, 1]); any other factor in its range does worse on the valid split (in scaled
-    units, where the fit is done). Without the residual correction, which sits between the two
-    (its own factor: tests/test_smoothing.py)."""
+    units, where the fit is done). Without the residual correction and the output subspace,
+    which sit between the two (tests/test_smoothing.py, tests/test_subspace.py)."""
     from tnfast.train import MIN_SHRINK, _Valid, build_model, fit_output_scales
     from tnfast.model import Measurements, split_samples
 
     b = load_bundle(tiny)
-    cfg = resolve(config=TINY, sets=["model.residual_rank=0"])
+    cfg = resolve(config=TINY, sets=["model.residual_rank=0", "model.output_subspace=false"])
     model, graph = build_model(b, cfg, torch.device("cpu"))
     model.scaler.fit_bundle(b)
     meas = Measurements.from_bundle(b, ("train",), model.scaler)
@@ -505,6 +507,29 @@ def test_a_version_2_run_reads_as_one_member(cli_run, tmp_path):
     genes = np.arange(20)
     np.testing.assert_array_equal(load_predictor(old).predict_types(["RNAi"], genes),
                                   load_predictor(run_dir).predict_types(["RNAi"], genes))
+
+
+def test_a_run_saved_before_the_output_subspace_projects_nothing(cli_run, tmp_path):
+    """model.pt without the subspace buffers (and a config without the option) loads, and
+    predicts as the same weights with every rank set to 0."""
+    import shutil
+
+    run_dir, _ = cli_run
+    old, zeroed = tmp_path / "old", tmp_path / "zeroed"
+    for d in (old, zeroed):
+        shutil.copytree(run_dir, d)
+    state = _state(run_dir)
+    state["subspace.rank"] = torch.tensor([16, 32, 64])  # a projection the old run must not make
+    torch.save({**state, "subspace.rank": torch.zeros(3, dtype=torch.long)}, zeroed / "model.pt")
+    torch.save({k: v for k, v in state.items() if not k.startswith("subspace.")}, old / "model.pt")
+    run = json.loads((old / "run.json").read_text())
+    del run["config"]["model"]["output_subspace"]
+    (old / "run.json").write_text(json.dumps(run))
+    genes = np.arange(20)
+    want = load_predictor(zeroed).predict_types(["RNAi", "OE"], genes)
+    np.testing.assert_array_equal(load_predictor(old).predict_types(["RNAi", "OE"], genes), want)
+    torch.save(state, zeroed / "model.pt")  # the check can fail: these ranks change predictions
+    assert not np.allclose(load_predictor(zeroed).predict_types(["RNAi", "OE"], genes), want)
 
 
 @pytest.mark.parametrize("args, where, what", [

@@ -98,6 +98,9 @@ def bundle_shape(path: str | os.PathLike) -> BundleShape | None:
     return BundleShape(n, n_lm, tuple(edges), n_features, sum(sigs))
 
 
+SUBSPACE_RANK = 128  # tnfast.model.subspace.RANKS[-1], not imported: that module needs torch
+
+
 def model_parameters(shape: BundleShape, m: dict) -> int:
     """Parameters plus buffers of TranscriptionNet(ModelConfig(**m), dims of ``shape``),
     counted from the config (tests check it against the real model)."""
@@ -122,7 +125,8 @@ def model_parameters(shape: BundleShape, m: dict) -> int:
     prior = t * (n_prior * n_lm + n_prior + n_lm + 2) if n_prior else 0  # weight, x/y means, alpha, fitted
     rank = m.get("residual_rank", 0) if n_l else 0  # .get: as ridge_prior
     residual = t * (n * t * rank + rank * n_lm) if rank else 0  # coef, basis
-    return enc + fun + gensan + prior + residual + (2 * t * n_lm + t) + 2 * t  # + scaler, gate, shrink
+    subspace = t * n_lm * SUBSPACE_RANK + t if m.get("output_subspace") else 0  # basis, rank; .get: as ridge_prior
+    return enc + fun + gensan + prior + residual + subspace + (2 * t * n_lm + t) + 2 * t  # + scaler, gate, shrink
 
 
 def _held(shape: BundleShape, m: dict) -> dict[str, float]:

@@ -336,7 +336,10 @@ def load_members(run_dir: Path, bundle: Bundle, graph: MultiplexGraph, cfg: RunC
         with torch.device(device):
             model = new_model(graph, cfg, len(bundle.landmarks), cfg.train.seed)
         try:
-            model.load_state_dict(load_tensors(path, device))
+            weights = load_tensors(path, device)
+            if model.subspace is not None:  # saved before the output subspace existed: none
+                weights = {**{f"subspace.{k}": v for k, v in model.subspace.state_dict().items()}, **weights}
+            model.load_state_dict(weights)
         except (RuntimeError, TypeError) as e:  # missing, extra or misshapen tensors
             raise InputError(path, f"cannot load model weights ({type(e).__name__}: {e})") from None
         out.append(model.eval())
@@ -463,7 +466,8 @@ def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int,
     record = {"seed": tc.seed, "best_step": st["best_step"], "steps": st["step"],
               "gate": dict(zip(TYPES, model.gate.tolist())), "shrink": dict(zip(TYPES, model.shrink.tolist())),
               "residual_correction": None if model.residual is None
-              else {TYPES[t]: c for t, c in model.residual.choice.items()}}
+              else {TYPES[t]: c for t, c in model.residual.choice.items()},
+              "output_rank": None if model.subspace is None else dict(zip(TYPES, model.subspace.rank.tolist()))}
     if rank == 0 and k + 1 < tc.ensemble:  # the next member starts afresh, this one is done
         _save({"member": k + 1, "done": [*done, record]}, ckpt_path)
     barrier()
@@ -496,13 +500,16 @@ def _least_squares_factor(x: torch.Tensor, y: torch.Tensor, low: float = 0.0) ->
 def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, valid: _Valid,
                       device: torch.device, precision: str,
                       train_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
-    """Set ``model.gate``, then the residual correction, then ``model.shrink``, per type.
+    """Set ``model.gate``, then the residual correction, the output subspace, and ``model.shrink``,
+    per type.
 
     ``gate``: the factor in [0, 1] of least valid MSE (scaled units) on what training added to
     the ridge prior (small data: where the network's correction is noise, the model falls back
     to the ridge). The residual correction (:mod:`tnfast.model.smoothing`): the gated model's
     residuals and the signatures of the training samples (genes, types, scaled truth:
-    ``train_samples``) diffused over the networks, mixed by factors fitted on valid. ``shrink``
+    ``train_samples``) diffused over the networks, mixed by factors fitted on valid. The output
+    subspace (:mod:`tnfast.model.subspace`): the training signatures' principal directions, the
+    rank chosen on valid. ``shrink``
     (at least ``MIN_SHRINK``) on the deviation from the training mean. PearsonΔ is blind to the
     shrink, PCC and MSE are not: a model that has learnt a little gene-specific signal and much
     noise is pulled back towards the mean, as ridge's penalty does."""
@@ -510,6 +517,8 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
     model.shrink.fill_(1.0)
     if model.residual is not None:
         model.residual.clear()  # the residuals are those of the model without it
+    if model.subspace is not None:
+        model.subspace.rank.zero_()
     model.eval()
     with autocast(device, precision):
         emb = model.encode(graph)  # one encoder pass for the valid and the training predictions
@@ -533,6 +542,11 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
         model.residual.fit(graph, training, {ti: (genes, y - p) for ti, (genes, p, y) in scaled.items()})
         for ti, (genes, p, y) in scaled.items():
             scaled[ti] = (genes, p + model.residual(genes)[:, ti].to(p), y)
+    if model.subspace is not None:
+        _, types, truth = train_samples
+        for ti, (g, p, y) in scaled.items():
+            model.subspace.fit(ti, truth[types == ti].to(device), p, y, model.scaler.std[ti])
+            scaled[ti] = (g, model.subspace.project(ti, p), y)
     for ti, (_, p, y) in scaled.items():
         model.shrink[ti] = _least_squares_factor(p, y, MIN_SHRINK)
 

@@ -40,6 +40,7 @@ from .reconstruction import reconstruction_loss, sample_pairs
 from .samples import Measurements, gensan_input, split_samples
 from .scaler import Scaler
 from .smoothing import ResidualCorrection
+from .subspace import OutputSubspace
 
 __all__ = [
     "AxialBlock", "FunDNN", "GenSAN", "Measurements", "ModelConfig", "ModelDims", "ModelOutput", "MultiplexEncoder",
@@ -99,10 +100,12 @@ class TranscriptionNet(nn.Module):
         self.gensan = GenSAN(dims.n_landmarks, config, n_types)
         self.residual = (ResidualCorrection(dims.n_genes, config.residual_rank, dims.n_landmarks, n_types)
                          if config.residual_rank > 0 and dims.n_layers else None)
+        self.subspace = OutputSubspace(dims.n_landmarks, n_types) if config.output_subspace else None
         self.scaler = Scaler(dims.n_landmarks, n_types, config.scale_per_landmark)
         # Fitted per type on the valid split after training (tnfast.train.fit_output_scales),
         # 1 = none: ``gate`` weighs what training added to the ridge prior (prediction = prior +
-        # gate x (model - prior)); then the residual correction is added; ``shrink`` scales the
+        # gate x (model - prior)); then the residual correction is added, the result projected
+        # onto the output subspace (rank 0 = none); ``shrink`` scales the
         # predicted deviation from the training mean (scaled units are centred on it).
         self.register_buffer("gate", torch.ones(n_types))
         self.register_buffer("shrink", torch.ones(n_types))
@@ -246,6 +249,8 @@ class TranscriptionNet(nn.Module):
                 out = out + self.residual(genes).to(out)
             elif self.residual.fitted:
                 raise ValueError("this model's residual correction is fitted; pass the genes' indices (genes=)")
+        if self.subspace is not None:
+            out = self.subspace(out)
         out = out * self.shrink.to(out)[None, :, None]
         return self.scaler.inverse(out) if unscale else out
 

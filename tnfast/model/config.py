@@ -48,6 +48,9 @@ class ModelConfig:
     # (tnfast.model.smoothing); 0: off. 64: with the earlier single diffusion, test PearsonΔ
     # +0.001 over 32 on every type of the synthetic default's quick run (16: -0.001 to -0.002)
     residual_rank: int = 64
+    # after that, each type's predictions projected onto its training signatures' leading
+    # principal directions, how many (tnfast.model.subspace.RANKS) chosen on valid
+    output_subspace: bool = True
     dropout: float = 0.1  # FunDNN and GenSAN
     # ---- GenSAN ---------------------------------------------------------------------------
     row_heads: int = 8  # attention across the 3 rows: each row (978-wide) projected to heads
