@@ -85,11 +85,12 @@ class TrainConfig:
 # there, 25 joint steps reached valid PearsonΔ 0.26 at batch 256 and lr 2e-3 vs 0.16 at batch 64
 # and lr 1e-3 (the clip at norm 1 also slowed the latter); decaying the rate to a tenth over the
 # joint steps raised the test PearsonΔ of the same 140 steps from 0.342 / 0.357 / 0.330 to
-# 0.364 / 0.376 / 0.350 (RNAi / CRISPR / OE). 105 joint steps, not 115: with the ridge prior and
-# the residual correction fitted after training, 115 took 14 min 51 s on the idle machine, too
-# close to the 15 minutes. full: the paper-scale model, for a GPU.
+# 0.364 / 0.376 / 0.350 (RNAi / CRISPR / OE). 210 joint steps: with the spectral embedding a step
+# costs less than with the propagated projections, and valid PearsonΔ still rose past the 105
+# steps of before (test 0.510 / 0.516 / 0.454 at 105, 0.517 / 0.522 / 0.458 at 210; 6 min 5 s and
+# 10 min 50 s on the idle machine, 2026-12-01). full: the paper-scale model, for a GPU.
 TRAIN_PROFILES: dict[str, TrainConfig] = {
-    "quick": TrainConfig(pretrain_steps=25, steps=105, batch_size=256, lr=2e-3, lr_final=0.1, clip_norm=5.0,
+    "quick": TrainConfig(pretrain_steps=25, steps=210, batch_size=256, lr=2e-3, lr_final=0.1, clip_norm=5.0,
                          eval_every=35, patience=3),
     "full": TrainConfig(),
 }
