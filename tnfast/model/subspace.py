@@ -6,8 +6,10 @@ shift the same landmarks), so it lives in a few dozen directions, and a predicti
 the other directions is noise that PearsonΔ pays for. On the synthetic default's quick run
 (2026-12-01, a script on the trained model) projecting the predictions onto the training
 signatures' top 64 directions raised test PearsonΔ by 0.014 / 0.011 / 0.010 (RNAi / CRISPR /
-OE), the valid split agreeing (+0.011 / +0.011 / +0.010); on the real example's
-cross-validation ranks 16-128 moved it by -0.006 to +0.002, so there the margin below keeps it off.
+OE), the valid split agreeing (+0.011 / +0.011 / +0.010); in the product, with the rank chosen
+on valid: +0.013 / +0.013 / +0.009. On the real example's cross-validation ranks 16-128 moved a
+script's PearsonΔ by -0.006 to +0.002; there the margin below keeps it off in most members'
+fits, and the product's result moved by 0.000 / +0.002 / 0.000.
 
 Trade-off: a fixed ladder of ranks (``RANKS``) rather than a continuous shrinkage per
 direction: one choice per type is what a few dozen valid genes can make, and the basis kept is
