@@ -509,10 +509,10 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
     residuals and the signatures of the training samples (genes, types, scaled truth:
     ``train_samples``) diffused over the networks, mixed by factors fitted on valid. The output
     subspace (:mod:`tnfast.model.subspace`): the training signatures' principal directions, the
-    rank chosen on valid. ``shrink``
-    (at least ``MIN_SHRINK``) on the deviation from the training mean. PearsonΔ is blind to the
-    shrink, PCC and MSE are not: a model that has learnt a little gene-specific signal and much
-    noise is pulled back towards the mean, as ridge's penalty does."""
+    rank chosen on valid. ``shrink`` (at least ``MIN_SHRINK``) on the deviation from the
+    training mean. PearsonΔ is blind to the shrink, PCC and MSE are not: a model that has learnt
+    a little gene-specific signal and much noise is pulled back towards the mean, as ridge's
+    penalty does."""
     model.gate.fill_(1.0)
     model.shrink.fill_(1.0)
     if model.residual is not None:
