@@ -67,7 +67,8 @@ class TrainConfig:
                 raise ValueError(f"train config: {name} must be a finite number >= 0, got {v!r}")
         if isinstance(self.lr_final, bool) or not isinstance(self.lr_final, (int, float)) or not 0 <= self.lr_final <= 1:
             raise ValueError(f"train config: lr_final must be a number in [0, 1], got {self.lr_final!r}")
-        if not 0.0 <= self.drop_available <= 1.0:
+        if isinstance(self.drop_available, bool) or not isinstance(self.drop_available, (int, float)) \
+                or not 0.0 <= self.drop_available <= 1.0:
             raise ValueError(f"train config: drop_available must be in [0, 1], got {self.drop_available!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"train config: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")

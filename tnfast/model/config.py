@@ -11,6 +11,7 @@ above ``PROFILES`` gives the measured reasons.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 __all__ = ["ModelConfig", "profile", "PROFILES"]
@@ -69,6 +70,14 @@ class ModelConfig:
     scale_per_landmark: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("use_features", "use_edge_weights", "ridge_prior", "output_subspace", "scale_per_landmark"):
+            v = getattr(self, name)
+            if not isinstance(v, bool):  # 3 or "no" would otherwise read as true
+                raise ValueError(f"model config: {name} must be true or false, got {v!r}")
+        for name in ("gat_negative_slope", "encoder_dropout", "dropout", "beta"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"model config: {name} must be a finite number, got {v!r}")
         ints_pos = ("gat_heads", "gat_head_dim", "fusion_dim", "embedding_dim", "recon_edges",
                     "row_heads", "row_head_dim", "col_heads", "col_head_dim", "ff_dim", "recycles")
         for name in ints_pos:
