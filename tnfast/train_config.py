@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .model.config import PROFILES as MODEL_PROFILES
-from .model.config import ModelConfig
+from .model.config import ModelConfig, is_number
 
 PRECISIONS = ("auto", "fp32", "bf16")
 MEMBER_VALID = ("split", "folds")
@@ -63,12 +63,11 @@ class TrainConfig:
                 raise ValueError(f"train config: {name} must be an integer >= {low}, got {v!r}")
         for name in ("lr", "weight_decay", "clip_norm", "recon_weight", "guess_weight"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+            if not is_number(v) or not 0 <= v < math.inf:
                 raise ValueError(f"train config: {name} must be a finite number >= 0, got {v!r}")
-        if isinstance(self.lr_final, bool) or not isinstance(self.lr_final, (int, float)) or not 0 <= self.lr_final <= 1:
+        if not is_number(self.lr_final) or not 0 <= self.lr_final <= 1:
             raise ValueError(f"train config: lr_final must be a number in [0, 1], got {self.lr_final!r}")
-        if isinstance(self.drop_available, bool) or not isinstance(self.drop_available, (int, float)) \
-                or not 0.0 <= self.drop_available <= 1.0:
+        if not is_number(self.drop_available) or not 0.0 <= self.drop_available <= 1.0:
             raise ValueError(f"train config: drop_available must be in [0, 1], got {self.drop_available!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"train config: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")

@@ -19,6 +19,11 @@ __all__ = ["ModelConfig", "profile", "PROFILES"]
 _MAX_HEAD_DIM = 128  # tnfast.kernels.attention supports head dims 1..128
 
 
+def is_number(v) -> bool:
+    """An int or float, not a bool (TOML's ``true`` would otherwise pass as 1)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # ---- node input -------------------------------------------------------------------
@@ -76,7 +81,7 @@ class ModelConfig:
                 raise ValueError(f"model config: {name} must be true or false, got {v!r}")
         for name in ("gat_negative_slope", "encoder_dropout", "dropout", "beta"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if not is_number(v) or not math.isfinite(v):
                 raise ValueError(f"model config: {name} must be a finite number, got {v!r}")
         ints_pos = ("gat_heads", "gat_head_dim", "fusion_dim", "embedding_dim", "recon_edges",
                     "row_heads", "row_head_dim", "col_heads", "col_head_dim", "ff_dim", "recycles")
