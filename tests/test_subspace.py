@@ -93,8 +93,10 @@ def test_projection_per_type():
     for t in range(T):
         train, pred, truth, std = _data(20 + t, 300, 100, 12, 3.0)
         s.fit(t, train, pred, truth, std)
-    s.rank[:] = torch.tensor([0, 16, 64])
     x = torch.from_numpy(rng.standard_normal((37, T, L))).float()
+    s.rank.zero_()
+    assert s(x) is x  # no type projected: the input itself, no copy
+    s.rank[:] = torch.tensor([0, 16, 64])
     out = s(x)
     assert torch.equal(out[:, 0], x[:, 0])  # rank 0: untouched
     basis = s.basis.double().numpy()

@@ -96,8 +96,11 @@ def test_run_directory_contents(cli_run, tiny):
         assert choice["held_out_mse"] <= choice["none_mse"]
         corrected = bool(state["residual.coef"][ti].any())
         assert corrected == (choice["channels"] != "none")
-        rank = member["output_rank"][t]
+        sub = member["output_subspace"][t]
+        rank = sub["rank"]
         assert rank in (0, 16, 32, 64, 128) and int(state["subspace.rank"][ti]) == rank
+        assert sub["best_rank"] in (16, 32, 64, 128) and rank in (0, sub["best_rank"])
+        assert rank == 0 or sub["valid_gain"] > 0  # a rank is taken only on a gain
         if gate == 1.0 and not corrected and rank == 0:
             assert run["metrics"][t]["valid"]["model"]["pearson_delta"] == pytest.approx(m["pearson_delta"], abs=1e-6)
 

@@ -458,8 +458,9 @@ def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int,
         _save(model.state_dict(), best_path)
     barrier()
     model.load_state_dict(load_tensors(best_path, dev))
+    subspace_fits = {}
     if valid.types:
-        fit_output_scales(model, graph, meas, valid, dev, tc.precision, (s_genes, s_types, s_truth))
+        subspace_fits = fit_output_scales(model, graph, meas, valid, dev, tc.precision, (s_genes, s_types, s_truth))
         if rank == 0:
             _save(model.state_dict(), best_path)
     progress(f"{label}best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f})")
@@ -467,7 +468,8 @@ def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int,
               "gate": dict(zip(TYPES, model.gate.tolist())), "shrink": dict(zip(TYPES, model.shrink.tolist())),
               "residual_correction": None if model.residual is None
               else {TYPES[t]: c for t, c in model.residual.choice.items()},
-              "output_rank": None if model.subspace is None else dict(zip(TYPES, model.subspace.rank.tolist()))}
+              "output_subspace": None if model.subspace is None else {
+                  t: subspace_fits.get(ti, {"rank": int(r)}) for ti, (t, r) in enumerate(zip(TYPES, model.subspace.rank.tolist()))}}
     if rank == 0 and k + 1 < tc.ensemble:  # the next member starts afresh, this one is done
         _save({"member": k + 1, "done": [*done, record]}, ckpt_path)
     barrier()
@@ -499,9 +501,9 @@ def _least_squares_factor(x: torch.Tensor, y: torch.Tensor, low: float = 0.0) ->
 @torch.no_grad()
 def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, valid: _Valid,
                       device: torch.device, precision: str,
-                      train_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+                      train_samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[int, dict]:
     """Set ``model.gate``, then the residual correction, the output subspace, and ``model.shrink``,
-    per type.
+    per type. Returns per type index what the subspace fit chose (:meth:`OutputSubspace.fit`).
 
     ``gate``: the factor in [0, 1] of least valid MSE (scaled units) on what training added to
     the ridge prior (small data: where the network's correction is noise, the model falls back
@@ -542,13 +544,15 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
         model.residual.fit(graph, training, {ti: (genes, y - p) for ti, (genes, p, y) in scaled.items()})
         for ti, (genes, p, y) in scaled.items():
             scaled[ti] = (genes, p + model.residual(genes)[:, ti].to(p), y)
+    fits = {}
     if model.subspace is not None:
         _, types, truth = train_samples
         for ti, (g, p, y) in scaled.items():
-            model.subspace.fit(ti, truth[types == ti].to(device), p, y, model.scaler.std[ti])
+            fits[ti] = model.subspace.fit(ti, truth[types == ti].to(device), p, y, model.scaler.std[ti])
             scaled[ti] = (g, model.subspace.project(ti, p), y)
     for ti, (_, p, y) in scaled.items():
         model.shrink[ti] = _least_squares_factor(p, y, MIN_SHRINK)
+    return fits
 
 
 def _training_residuals(model: TranscriptionNet, graph: MultiplexGraph, meas: Measurements, emb: torch.Tensor,

@@ -38,9 +38,10 @@ class OutputSubspace(nn.Module):
         self.register_buffer("basis", torch.zeros(n_types, n_landmarks, RANKS[-1]))
         self.register_buffer("rank", torch.zeros(n_types, dtype=torch.long))
 
-    def project(self, t: int, x: torch.Tensor) -> torch.Tensor:
-        """(n, L) scaled deviations of type ``t`` -> projected onto its ``rank`` directions."""
-        r = int(self.rank[t])
+    def project(self, t: int, x: torch.Tensor, rank: int | None = None) -> torch.Tensor:
+        """(n, L) scaled deviations of type ``t`` -> projected onto its ``rank`` directions
+        (``rank``: ``self.rank[t]`` when not given)."""
+        r = int(self.rank[t]) if rank is None else rank
         if r == 0:
             return x
         v = self.basis[t, :, :r].to(x)
@@ -48,7 +49,10 @@ class OutputSubspace(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(n, T, L) scaled deviations -> each type :meth:`project`-ed."""
-        return torch.stack([self.project(t, x[:, t]) for t in range(x.shape[1])], dim=1)
+        ranks = self.rank.tolist()  # one device sync, not one per type
+        if not any(ranks):  # nothing fitted yet (validation during training): no copy
+            return x
+        return torch.stack([self.project(t, x[:, t], r) for t, r in enumerate(ranks)], dim=1)
 
     @torch.no_grad()
     def fit(self, t: int, train: torch.Tensor, pred: torch.Tensor, truth: torch.Tensor,
@@ -58,7 +62,8 @@ class OutputSubspace(nn.Module):
         (g, L, scaled); ``std`` (L,): the scaler's. The rank of highest mean valid PearsonΔ is
         taken only if it beats no projection by more than one standard error of the per-gene
         gains: among four ranks the best is otherwise picked by chance on a few dozen genes.
-        Returns what was chosen."""
+        Returns ``rank`` (0: none) and, where the ranks were compared, ``best_rank`` (the
+        ladder's best) and ``valid_gain`` (its mean valid PearsonΔ gain over no projection)."""
         self.rank[t] = 0
         self.basis[t].zero_()
         if len(train) < 2 or len(pred) < 2:
