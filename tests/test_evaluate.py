@@ -151,6 +151,38 @@ def test_a_model_with_signal_is_not_flagged_but_a_better_baseline_is():
     assert set(summary["model"]) == {"n", *METRICS, "pearson_delta_se"}
 
 
+def _pd_rows(pred, truth, mean):
+    """PearsonΔ per row by np.corrcoef, one row at a time (independent of tnfast.metrics)."""
+    return np.array([np.corrcoef(p - mean, t - mean)[0, 1] for p, t in zip(pred, truth)])
+
+
+def test_model_lead_is_the_paired_difference_and_a_small_one_is_flagged():
+    truth, mean, effect = _toy()
+    rng = np.random.default_rng(2)
+    model = mean + effect + 1.0 * rng.normal(size=truth.shape)
+    close = model + 0.15 * rng.normal(size=truth.shape)  # the model's own errors and a little more
+    far = mean + effect + 4.0 * rng.normal(size=truth.shape)
+    partial = far.copy()
+    partial[::3] = np.nan  # a baseline without a prediction for a third of the genes
+    summary, _ = score(truth, {"model": model, "mean": np.broadcast_to(mean, truth.shape), "knn": close,
+                               "ridge": far, "other_type": partial}, mean)
+    m = _pd_rows(model, truth, mean)
+    for name, pred, rows in (("knn", close, slice(None)), ("ridge", far, slice(None)),
+                             ("other_type", partial, np.arange(len(truth)) % 3 != 0)):
+        d = m[rows] - _pd_rows(pred[rows], truth[rows], mean)
+        assert summary[name]["model_lead"] == pytest.approx(d.mean(), abs=1e-9)
+        assert summary[name]["model_lead_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(len(d)), rel=1e-6)
+    assert "model_lead" not in summary["model"] and "model_lead" not in summary["mean"]
+    # paired: far below the s.e. of the model's score alone, which is what lets a small lead be real
+    assert summary["knn"]["model_lead_se"] < summary["model"]["pearson_delta_se"] / 3
+    lead, se = summary["knn"]["model_lead"], summary["knn"]["model_lead_se"]
+    assert 0 < lead <= 2 * se  # the case is what it claims to be
+    assert f"the model's lead over kNN on PearsonΔ is within 2 paired s.e. ({lead:+.3f} ± {se:.3f})" in summary["flags"]
+    for name in ("ridge", "other_type"):  # clear leads are not flagged
+        assert summary[name]["model_lead"] > 2 * summary[name]["model_lead_se"]
+    assert len(summary["flags"]) == 1
+
+
 # --------------------------------------------------------------------------- end to end
 
 @pytest.fixture(scope="module")

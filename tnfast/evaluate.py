@@ -258,6 +258,10 @@ def score(truth: np.ndarray, preds: dict[str, np.ndarray], mean: np.ndarray,
         ranks[mask] = retrieval_ranks(pred[mask], truth, center=mean, true_index=np.flatnonzero(mask))
         per_sig[name], ranks_of[name] = s, ranks
         summary[name] = _summary(s, ranks, pred, truth, mask)
+    if "model" in per_sig:
+        for name in per_sig:
+            if name not in ("model", "mean", "oracle"):
+                summary[name].update(model_lead(per_sig["model"]["pearson_delta"], per_sig[name]["pearson_delta"]))
     summary["strata"] = {}
     for sname, groups in (strata or {}).items():
         summary["strata"][sname] = {}
@@ -273,6 +277,16 @@ def score(truth: np.ndarray, preds: dict[str, np.ndarray], mean: np.ndarray,
                         if name not in ("model", "mean") and "model" in preds
                         and np.allclose(preds[name], preds["model"], rtol=0, atol=1e-6, equal_nan=True)]
     return summary, per_sig
+
+
+def model_lead(model_pd: np.ndarray, base_pd: np.ndarray) -> dict[str, float]:
+    """The model's mean PearsonΔ minus a baseline's over the genes both predict, with the
+    standard error of that mean difference, per gene (paired): the two scores of one gene move
+    together (an easy gene is easy for both), so the paired s.e. is several times smaller than
+    either score's own and is the one that says whether a lead is real."""
+    d = (model_pd - base_pd)[np.isfinite(model_pd) & np.isfinite(base_pd)]
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"model_lead": float(d.mean()) if len(d) else float("nan"), "model_lead_se": se}
 
 
 def flags(summary: dict, per_sig: dict[str, dict[str, np.ndarray]]) -> list[str]:
@@ -293,9 +307,14 @@ def flags(summary: dict, per_sig: dict[str, dict[str, np.ndarray]]) -> list[str]
         mm = float(np.mean(per_sig["model"]["pearson_delta"][rows]))
         if np.array_equal(per_sig[name]["pearson_delta"], per_sig["model"]["pearson_delta"]):
             continue  # the baseline is the model itself (a note says so)
+        same = "" if rows.all() else f" on its {int(rows.sum())} genes"
         if b >= mm - 1e-9:
-            same = "" if rows.all() else f" on its {int(rows.sum())} genes"
             out.append(f"{LABELS[name]} matches or beats the model on PearsonΔ{same} ({b:.3f} vs {mm:.3f})")
+            continue
+        lead, se = summary[name]["model_lead"], summary[name]["model_lead_se"]
+        if np.isfinite(se) and lead <= 2 * se:
+            out.append(f"the model's lead over {LABELS[name]} on PearsonΔ{same} is within 2 paired s.e. "
+                       f"({lead:+.3f} ± {se:.3f})")
     return out
 
 
