@@ -59,21 +59,35 @@ def fold_splits(bundle: Bundle, folds: int, seed: int = 0) -> list[dict[str, np.
 
 def pool(evaluations: list[dict]) -> dict:
     """Per type and provider, over the folds' evaluate summaries: n, PearsonΔ and PCC averaged
-    over every test signature (fold means weighted by n), PearsonΔ s.e. from the folds' s.e."""
+    over every test signature (fold means weighted by n), PearsonΔ s.e. from the folds' s.e.;
+    for a baseline, the model's lead over it and its paired s.e. (tnfast.evaluate.model_lead)
+    pooled the same way (the model predicts every gene, so a lead's genes are the baseline's)."""
     out: dict = {}
     for ev in evaluations:
         for t, v in ev["types"].items():
             for p in PROVIDERS:
                 if p not in v:
                     continue
-                m, a = v[p], out.setdefault(t, {}).setdefault(p, {"n": 0, "pd": 0.0, "pcc": 0.0, "var": 0.0})
+                m = v[p]
+                a = out.setdefault(t, {}).setdefault(p, {"n": 0, "pd": 0.0, "pcc": 0.0, "var": 0.0,
+                                                         "lead": 0.0, "lead_var": 0.0, "leads": 0})
                 a["n"] += m["n"]
                 a["pd"] += m["n"] * m["pearson_delta"]
                 a["pcc"] += m["n"] * m["pcc"]
                 a["var"] += (m["n"] * m.get("pearson_delta_se", 0.0)) ** 2
-    return {t: {p: {"n": a["n"], "pearson_delta": a["pd"] / a["n"], "pcc": a["pcc"] / a["n"],
-                    "pearson_delta_se": math.sqrt(a["var"]) / a["n"]} for p, a in provs.items()}
-            for t, provs in out.items()}
+                if "model_lead" in m:
+                    a["leads"] += 1
+                    a["lead"] += m["n"] * m["model_lead"]
+                    a["lead_var"] += (m["n"] * m["model_lead_se"]) ** 2
+
+    def pooled(a: dict) -> dict:
+        r = {"n": a["n"], "pearson_delta": a["pd"] / a["n"], "pcc": a["pcc"] / a["n"],
+             "pearson_delta_se": math.sqrt(a["var"]) / a["n"]}
+        if a["leads"] == len(evaluations):  # every fold has it (folds evaluated before it existed do not)
+            r.update(model_lead=a["lead"] / a["n"], model_lead_se=math.sqrt(a["lead_var"]) / a["n"])
+        return r
+
+    return {t: {p: pooled(a) for p, a in provs.items()} for t, provs in out.items()}
 
 
 def crossval(data: Path, out: Path, config: Path | None = None, sets: list[str] = (), folds: int = 5,
@@ -115,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for t, provs in report["types"].items():
-        print(t, "  ".join(f"{p} {m['pearson_delta']:.3f}±{m['pearson_delta_se']:.3f} (PCC {m['pcc']:.3f})"
+        print(t, "  ".join(f"{p} {m['pearson_delta']:.3f}±{m['pearson_delta_se']:.3f} (PCC {m['pcc']:.3f}"
+                           + (f", model {m['model_lead']:+.3f}±{m['model_lead_se']:.3f})" if "model_lead" in m else ")")
                            for p, m in provs.items()))
     return 0
 

@@ -49,6 +49,20 @@ def test_pool_weights_folds_by_their_genes():
     assert got["pearson_delta"] == pytest.approx((10 * 0.1 + 30 * 0.3) / 40)
     assert got["pcc"] == pytest.approx((10 * 0.5 + 30 * 0.7) / 40)
     assert got["pearson_delta_se"] == pytest.approx(np.sqrt((10 * 0.02) ** 2 + (30 * 0.01) ** 2) / 40)
+    assert "model_lead" not in got
+
+
+def test_pool_weights_the_model_lead_by_the_genes_of_each_fold():
+    def fold(n, lead, se):
+        return {"types": {"RNAi": {"ridge": {"n": n, "pearson_delta": 0.1, "pcc": 0.5, "pearson_delta_se": 0.02,
+                                             "model_lead": lead, "model_lead_se": se}}}}
+
+    got = pool([fold(10, 0.05, 0.01), fold(30, -0.01, 0.004)])["RNAi"]["ridge"]
+    assert got["model_lead"] == pytest.approx((10 * 0.05 - 30 * 0.01) / 40)
+    assert got["model_lead_se"] == pytest.approx(np.sqrt((10 * 0.01) ** 2 + (30 * 0.004) ** 2) / 40)
+    old = fold(20, 0.0, 0.0)["types"]["RNAi"]["ridge"]
+    del old["model_lead"], old["model_lead_se"]  # a fold evaluated before leads were reported
+    assert "model_lead" not in pool([fold(10, 0.05, 0.01), {"types": {"RNAi": {"ridge": old}}}])["RNAi"]["ridge"]
 
 
 def test_crossval_end_to_end_and_resume(tiny, tmp_path):
@@ -63,6 +77,8 @@ def test_crossval_end_to_end_and_resume(tiny, tmp_path):
         assert provs["model"]["n"] == len(s.gene)  # every signature scored once
         assert provs["mean"]["pearson_delta"] == 0.0
         assert all(np.isfinite(m["pearson_delta"]) for m in provs.values())
+        assert np.isfinite(provs["ridge"]["model_lead"]) and provs["ridge"]["model_lead_se"] > 0
+        assert "model_lead" not in provs["model"] and "model_lead" not in provs["mean"]
     stamp = [(out / f"fold{k}" / "eval.json").stat().st_mtime_ns for k in range(2)]
     assert crossval(tiny, out, TINY, folds=2, log=lambda msg: None) == report  # nothing re-run
     assert stamp == [(out / f"fold{k}" / "eval.json").stat().st_mtime_ns for k in range(2)]
