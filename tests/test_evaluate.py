@@ -203,6 +203,7 @@ def test_cli_tables_json_schema_and_report(cli):
     for word in ("RNAi", "CRISPR", "OE", "PearsonΔ", "model", "mean", "ridge", "ridge + residual", "kNN", "network",
                  "oracle"):
         assert word in r.stdout
+    assert re.search(r"kNN: k \d+, model lead [+-]\d\.\d{3} ± \d\.\d{3} \(paired s\.e\.\)", " ".join(r.stdout.split()))
     doc = json.loads((d / "eval.json").read_text())
     assert doc["split"] == "test"
     bundle = load_bundle(d / "tiny", truth=False)
@@ -216,6 +217,9 @@ def test_cli_tables_json_schema_and_report(cli):
             assert all(isinstance(ts[name][k], float | int) for k in METRICS)
         assert ts["mean"]["pearson_delta"] == 0.0
         assert ts["oracle"]["pearson_delta"] > ts["model"]["pearson_delta"]
+        # kNN predicts every gene: the mean of the paired differences is the difference of the means
+        assert ts["knn"]["model_lead"] == pytest.approx(ts["model"]["pearson_delta"] - ts["knn"]["pearson_delta"])
+        assert ts["knn"]["model_lead_se"] > 0
         assert set(ts["strata"]) == {"measured_in_other_types", "degree_tertile"}
         assert sum(g["n"] for g in ts["strata"]["degree_tertile"].values()) == ts["n"]
         if "other_type" in ts:

@@ -75,8 +75,8 @@ def table_rows(ts: dict) -> list[list[str]]:
             continue
         note = _note(name, m, ts)
         if np.isfinite(m.get("model_lead_se", np.nan)):  # the paired difference, see evaluate.model_lead
-            lead = f"model {m['model_lead']:+.3f} ± {m['model_lead_se']:.3f}"
-            note = f"{note}; {lead}" if note else lead
+            lead = f"model lead {m['model_lead']:+.3f} ± {m['model_lead_se']:.3f} (paired s.e.)"
+            note = f"{note}, {lead}" if note else lead
         rows.append([LABELS[name], str(m["n"]), *(_fmt(k, m.get(k)) for k in _KEYS), note])
     return rows
 
