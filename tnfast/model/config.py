@@ -146,6 +146,10 @@ class ModelConfig:
 #   0.08-0.11 (tnfast.embed). 64 per layer rather than quick's earlier 32: test PearsonDelta
 #   0.536 / 0.533 / 0.473 against 0.515 / 0.525 / 0.458, both trainings 14 min 32 s on the
 #   same idle machine; 96 gave 0.525 / 0.528 / 0.473 (2026-12-02);
+# - the one GAT layer adds little on top of those inputs (2026-12-02, test PearsonDelta minus the
+#   one-layer run's, paired s.e. ~0.004): 0 layers -0.005 / -0.000 / -0.002 in 63% of the time,
+#   2 layers +0.001 / +0.003 / +0.002 in 152%. It stays: the two-member, no-GAT run its time
+#   would buy was not better on every type over two seeds (README, Results);
 # - GenSAN's cost is the 978 x 978 column attention, linear in col heads x blocks x recycles (and
 #   the CPU attention is much slower per head at 2 heads than at 1): 1 head x 16, one block, 2
 #   recycles: ~0.3 s forward + backward for a batch of 64 (full: ~3.6 s).
