@@ -57,11 +57,14 @@ def fold_splits(bundle: Bundle, folds: int, seed: int = 0) -> list[dict[str, np.
     return out
 
 
+LEADS = ("model_lead", "model_pcc_lead")  # paired differences (tnfast.evaluate.paired_lead), with a _se each
+
+
 def pool(evaluations: list[dict]) -> dict:
     """Per type and provider, over the folds' evaluate summaries: n, PearsonΔ and PCC averaged
     over every test signature (fold means weighted by n), PearsonΔ s.e. from the folds' s.e.;
-    for a baseline, the model's lead over it and its paired s.e. (tnfast.evaluate.model_lead)
-    pooled the same way (the model predicts every gene, so a lead's genes are the baseline's)."""
+    the model's paired leads (over a baseline's PearsonΔ, over the mean's PCC) pooled the same
+    way (the model predicts every gene, so a lead's genes are the baseline's)."""
     out: dict = {}
     for ev in evaluations:
         for t, v in ev["types"].items():
@@ -69,22 +72,24 @@ def pool(evaluations: list[dict]) -> dict:
                 if p not in v:
                     continue
                 m = v[p]
-                a = out.setdefault(t, {}).setdefault(p, {"n": 0, "pd": 0.0, "pcc": 0.0, "var": 0.0,
-                                                         "lead": 0.0, "lead_var": 0.0, "leads": 0})
+                a = out.setdefault(t, {}).setdefault(p, {"n": 0, "pd": 0.0, "pcc": 0.0, "var": 0.0, "leads": {}})
                 a["n"] += m["n"]
                 a["pd"] += m["n"] * m["pearson_delta"]
                 a["pcc"] += m["n"] * m["pcc"]
                 a["var"] += (m["n"] * m.get("pearson_delta_se", 0.0)) ** 2
-                if "model_lead" in m:
-                    a["leads"] += 1
-                    a["lead"] += m["n"] * m["model_lead"]
-                    a["lead_var"] += (m["n"] * m["model_lead_se"]) ** 2
+                for key in LEADS:
+                    if key in m:
+                        acc = a["leads"].setdefault(key, [0, 0.0, 0.0])
+                        acc[0] += 1
+                        acc[1] += m["n"] * m[key]
+                        acc[2] += (m["n"] * m[key + "_se"]) ** 2
 
     def pooled(a: dict) -> dict:
         r = {"n": a["n"], "pearson_delta": a["pd"] / a["n"], "pcc": a["pcc"] / a["n"],
              "pearson_delta_se": math.sqrt(a["var"]) / a["n"]}
-        if a["leads"] == len(evaluations):  # every fold has it (folds evaluated before it existed do not)
-            r.update(model_lead=a["lead"] / a["n"], model_lead_se=math.sqrt(a["lead_var"]) / a["n"])
+        for key, (folds, lead, var) in a["leads"].items():
+            if folds == len(evaluations):  # every fold has it (folds evaluated before it existed do not)
+                r.update({key: lead / a["n"], key + "_se": math.sqrt(var) / a["n"]})
         return r
 
     return {t: {p: pooled(a) for p, a in provs.items()} for t, provs in out.items()}
@@ -130,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for t, provs in report["types"].items():
         print(t, "  ".join(f"{p} {m['pearson_delta']:.3f}±{m['pearson_delta_se']:.3f} (PCC {m['pcc']:.3f}"
-                           + (f", model {m['model_lead']:+.3f}±{m['model_lead_se']:.3f})" if "model_lead" in m else ")")
+                           + (f", model {m['model_lead']:+.3f}±{m['model_lead_se']:.3f}" if "model_lead" in m else "")
+                           + (f", model PCC {m['model_pcc_lead']:+.4f}±{m['model_pcc_lead_se']:.4f}"
+                              if "model_pcc_lead" in m else "") + ")"
                            for p, m in provs.items()))
     return 0
 

@@ -79,6 +79,7 @@ def test_crossval_end_to_end_and_resume(tiny, tmp_path):
         assert all(np.isfinite(m["pearson_delta"]) for m in provs.values())
         assert np.isfinite(provs["ridge"]["model_lead"]) and provs["ridge"]["model_lead_se"] > 0
         assert "model_lead" not in provs["model"] and "model_lead" not in provs["mean"]
+        assert provs["mean"]["model_pcc_lead"] == pytest.approx(provs["model"]["pcc"] - provs["mean"]["pcc"])
     stamp = [(out / f"fold{k}" / "eval.json").stat().st_mtime_ns for k in range(2)]
     assert crossval(tiny, out, TINY, folds=2, log=lambda msg: None) == report  # nothing re-run
     assert stamp == [(out / f"fold{k}" / "eval.json").stat().st_mtime_ns for k in range(2)]

@@ -133,6 +133,8 @@ def test_model_predicting_the_training_mean_is_flagged():
                                      "mean": np.broadcast_to(mean, truth.shape)}, mean)
     assert summary["model"]["pcc"] > 0.8  # the shared pattern: high PCC ...
     assert summary["model"]["pearson_delta"] == 0.0  # ... and nothing learned (float32 rounding is no signal)
+    assert summary["mean"]["model_pcc_lead"] == pytest.approx(0.0, abs=1e-6)
+    assert any(f.startswith("the model's PCC is not 2 paired s.e. above the training mean's") for f in summary["flags"])
     np.testing.assert_array_equal(per_sig["model"]["pearson_delta"], 0.0)
     assert summary["model"]["retrieval_median_rank"] == (len(truth) + 1) / 2
     assert any(NO_BETTER in f for f in summary["flags"])
@@ -173,6 +175,13 @@ def test_model_lead_is_the_paired_difference_and_a_small_one_is_flagged():
         assert summary[name]["model_lead"] == pytest.approx(d.mean(), abs=1e-9)
         assert summary[name]["model_lead_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(len(d)), rel=1e-6)
     assert "model_lead" not in summary["model"] and "model_lead" not in summary["mean"]
+    pcc = np.array([np.corrcoef(p, t)[0, 1] for p, t in zip(model, truth)])
+    d = pcc - np.array([np.corrcoef(mean, t)[0, 1] for t in truth])
+    assert summary["mean"]["model_pcc_lead"] == pytest.approx(d.mean(), abs=1e-9)
+    assert summary["mean"]["model_pcc_lead_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(len(d)), rel=1e-6)
+    lead, se = summary["mean"]["model_pcc_lead"], summary["mean"]["model_pcc_lead_se"]
+    assert 0 < lead <= 2 * se  # a little gene-specific signal barely moves the PCC: flagged
+    assert f"the model's PCC is not 2 paired s.e. above the training mean's ({lead:+.4f} ± {se:.4f})" in summary["flags"]
     # paired: far below the s.e. of the model's score alone, which is what lets a small lead be real
     assert summary["knn"]["model_lead_se"] < summary["model"]["pearson_delta_se"] / 3
     lead, se = summary["knn"]["model_lead"], summary["knn"]["model_lead_se"]
@@ -180,7 +189,7 @@ def test_model_lead_is_the_paired_difference_and_a_small_one_is_flagged():
     assert f"the model's lead over kNN on PearsonΔ is within 2 paired s.e. ({lead:+.3f} ± {se:.3f})" in summary["flags"]
     for name in ("ridge", "other_type"):  # clear leads are not flagged
         assert summary[name]["model_lead"] > 2 * summary[name]["model_lead_se"]
-    assert len(summary["flags"]) == 1
+    assert len(summary["flags"]) == 2
 
 
 # --------------------------------------------------------------------------- end to end

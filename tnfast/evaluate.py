@@ -261,7 +261,11 @@ def score(truth: np.ndarray, preds: dict[str, np.ndarray], mean: np.ndarray,
     if "model" in per_sig:
         for name in per_sig:
             if name not in ("model", "mean", "oracle"):
-                summary[name].update(model_lead(per_sig["model"]["pearson_delta"], per_sig[name]["pearson_delta"]))
+                lead, se = paired_lead(per_sig["model"]["pearson_delta"], per_sig[name]["pearson_delta"])
+                summary[name].update(model_lead=lead, model_lead_se=se)
+        if "mean" in per_sig:  # the mean's PearsonΔ is 0 by definition; its PCC is the bar to clear
+            lead, se = paired_lead(per_sig["model"]["pcc"], per_sig["mean"]["pcc"])
+            summary["mean"].update(model_pcc_lead=lead, model_pcc_lead_se=se)
     summary["strata"] = {}
     for sname, groups in (strata or {}).items():
         summary["strata"][sname] = {}
@@ -279,14 +283,14 @@ def score(truth: np.ndarray, preds: dict[str, np.ndarray], mean: np.ndarray,
     return summary, per_sig
 
 
-def model_lead(model_pd: np.ndarray, base_pd: np.ndarray) -> dict[str, float]:
-    """The model's mean PearsonΔ minus a baseline's over the genes both predict, with the
-    standard error of that mean difference, per gene (paired): the two scores of one gene move
-    together (an easy gene is easy for both), so the paired s.e. is several times smaller than
-    either score's own and is the one that says whether a lead is real."""
-    d = (model_pd - base_pd)[np.isfinite(model_pd) & np.isfinite(base_pd)]
+def paired_lead(model: np.ndarray, base: np.ndarray) -> tuple[float, float]:
+    """(mean, s.e.) of the per-gene difference model - base of one per-signature score, over
+    the genes both predict. Paired: the two scores of one gene move together (an easy gene is
+    easy for both), so this s.e. can be several times smaller than either score's own, and it
+    is the one that says whether a lead is real."""
+    d = (model - base)[np.isfinite(model) & np.isfinite(base)]
     se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return {"model_lead": float(d.mean()) if len(d) else float("nan"), "model_lead_se": se}
+    return (float(d.mean()) if len(d) else float("nan")), se
 
 
 def flags(summary: dict, per_sig: dict[str, dict[str, np.ndarray]]) -> list[str]:
@@ -299,6 +303,10 @@ def flags(summary: dict, per_sig: dict[str, dict[str, np.ndarray]]) -> list[str]
     if not pd > (2 * se if np.isfinite(se) else 0.0):
         se_txt = f" ± {se:.3f} s.e." if np.isfinite(se) else ""
         out.append(f"model is {NO_BETTER} on PearsonΔ ({pd:.3f}{se_txt}; not 2 s.e. above 0)")
+    mean = summary.get("mean") or {}
+    if np.isfinite(mean.get("model_pcc_lead_se", np.nan)) and not mean["model_pcc_lead"] > 2 * mean["model_pcc_lead_se"]:
+        out.append(f"the model's PCC is not 2 paired s.e. above the training mean's "
+                   f"({mean['model_pcc_lead']:+.4f} ± {mean['model_pcc_lead_se']:.4f})")
     for name in PREDICTORS:
         if name in ("model", "mean", "oracle") or name not in summary or not summary[name]["n"]:
             continue

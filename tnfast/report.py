@@ -74,8 +74,12 @@ def table_rows(ts: dict) -> list[list[str]]:
         if m is None:
             continue
         note = _note(name, m, ts)
-        if np.isfinite(m.get("model_lead_se", np.nan)):  # the paired difference, see evaluate.model_lead
+        lead = ""  # the paired differences, see evaluate.paired_lead
+        if np.isfinite(m.get("model_lead_se", np.nan)):
             lead = f"model lead {m['model_lead']:+.3f} ± {m['model_lead_se']:.3f} (paired s.e.)"
+        elif np.isfinite(m.get("model_pcc_lead_se", np.nan)):
+            lead = f"model PCC lead {m['model_pcc_lead']:+.4f} ± {m['model_pcc_lead_se']:.4f} (paired s.e.)"
+        if lead:
             note = f"{note}, {lead}" if note else lead
         rows.append([LABELS[name], str(m["n"]), *(_fmt(k, m.get(k)) for k in _KEYS), note])
     return rows
