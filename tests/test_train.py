@@ -3,6 +3,7 @@ configuration, torchrun/DDP, and the trained run through infer and evaluate."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def cli_run(tiny):
 def test_run_directory_contents(cli_run, tiny):
     run_dir, r = cli_run
     assert "TranscriptionNet" in r.stdout and "training mean" in r.stdout and "oracle" in r.stdout
+    assert "model PCC − mean's PCC" in r.stdout and re.search(r"\d\.\d{3} ± \d\.\d{3} +│ [+-]\d\.\d{4} ± \d\.\d{4}", r.stdout)
     assert {p.name for p in run_dir.iterdir()} == {"config.toml", "train.json", "metrics.jsonl", "model.pt", "run.json",
                                                    "embedding.npy"}
     run = read_run(run_dir)
@@ -76,7 +78,8 @@ def test_run_directory_contents(cli_run, tiny):
     for rec in recs[1:]:
         assert set(rec["valid"]) == {"RNAi", "CRISPR", "OE"}
         for m in rec["valid"].values():
-            assert set(m) == {"n", "pcc", "pearson_delta", "mse", "loss"} and np.isfinite(m["pearson_delta"])
+            assert set(m) == {"n", "pcc", "pearson_delta", "pearson_delta_se", "mse", "pcc_over_mean",
+                              "pcc_over_mean_se", "loss"} and np.isfinite(m["pearson_delta"])
         assert rec["score"] == pytest.approx(np.mean([m["pearson_delta"] for m in rec["valid"].values()]))
     assert all(rec["member"] == 0 for rec in recs)  # one member
     (member,) = run["members"]
@@ -161,8 +164,15 @@ def _assert_summary_scores(p, run: dict, split: str) -> None:
         s = p.bundle.signatures[t]
         rows = s.rows(split)
         mean = s.values[s.rows("train")].mean(axis=0)
-        got = pearson_delta(p.predict(t, s.gene[rows]), s.values[rows], mean).mean()
-        assert got == pytest.approx(run["metrics"][t][split]["model"]["pearson_delta"], abs=1e-5)
+        pred, truth = p.predict(t, s.gene[rows]), s.values[rows]
+        model = run["metrics"][t][split]["model"]
+        pd = pearson_delta(pred, truth, mean)
+        assert pd.mean() == pytest.approx(model["pearson_delta"], abs=1e-5)
+        assert pd.std(ddof=1) / np.sqrt(len(pd)) == pytest.approx(model["pearson_delta_se"], abs=1e-5)
+        # the PCC's lead over the mean's, per signature (paired), by np.corrcoef
+        d = np.array([np.corrcoef(a, y)[0, 1] - np.corrcoef(mean, y)[0, 1] for a, y in zip(pred, truth)])
+        assert d.mean() == pytest.approx(model["pcc_over_mean"], abs=1e-5)
+        assert d.std(ddof=1) / np.sqrt(len(d)) == pytest.approx(model["pcc_over_mean_se"], abs=1e-5)
 
 
 def test_predictor_reproduces_the_run_summary(cli_run, tiny):
@@ -435,8 +445,11 @@ def test_folds_members_are_one_member_runs_on_their_folds(folds_runs, tiny):
         for who in ("model", "mean", "oracle"):
             n = sum(p[who]["n"] for p in parts)
             assert got["out_of_fold"][who]["n"] == n
-            for key in ("pcc", "pearson_delta", "mse"):
+            for key in ("pcc", "pearson_delta", "mse", "pcc_over_mean"):
                 want = sum(p[who]["n"] * p[who][key] for p in parts) / n
+                assert got["out_of_fold"][who][key] == pytest.approx(want, abs=1e-6), (t, who, key)
+            for key in ("pearson_delta_se", "pcc_over_mean_se"):  # the s.e. of a mean over disjoint sets
+                want = np.sqrt(sum((p[who]["n"] * p[who][key]) ** 2 for p in parts)) / n
                 assert got["out_of_fold"][who][key] == pytest.approx(want, abs=1e-6), (t, who, key)
     p = load_predictor(d / "ens")
     b = p.bundle

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -236,6 +237,13 @@ def train_cmd(
     if os.environ.get("RANK", "0") != "0":  # under torchrun, one summary
         return
     t = Table("type", "split", "n", "predictor", "PCC", "PearsonΔ", "MSE", title=title)
+    # how sure: each mean's s.e. over signatures; for PCC the paired difference from the mean's
+    sure = Table("type", "split", "model PearsonΔ", "model PCC − mean's PCC", title="± s.e. over signatures (the PCC difference per signature: paired)")
+
+    def pm(m: dict, key: str, digits: int, sign: str = "") -> str:
+        se = m.get(key + "_se", float("nan"))  # runs from before the s.e. was recorded have none
+        return f"{m[key]:{sign}.{digits}f}" + (f" ± {se:.{digits}f}" if math.isfinite(se) else "")
+
     for ty, s in summary.items():
         for split in ("valid", "out_of_fold", "test"):
             for who, label in (("model", "model"), ("mean", "training mean"), ("oracle", "oracle (noise-free)")):
@@ -243,7 +251,12 @@ def train_cmd(
                     m = s[split][who]
                     t.add_row(ty, split, str(m["n"]), label, f"{m['pcc']:.3f}", f"{m['pearson_delta']:.3f}",
                               f"{m['mse']:.4f}")
+            m = s.get(split, {}).get("model")
+            if m and "pcc_over_mean" in m:
+                sure.add_row(ty, split, pm(m, "pearson_delta", 3), pm(m, "pcc_over_mean", 4, "+"))
     out.print(t)
+    if sure.row_count:
+        out.print(sure)
     out.print(f"run: {run_dir}")
 
 

@@ -44,7 +44,7 @@ from .baselines import (RidgeFit, knn_baseline, network_average, other_type_base
 from .data.bundle import TYPES, Bundle, load_bundle
 from .design import DesignConfig, design_matrix
 from .errors import InputError
-from .metrics import (abs_pearson, ks_d, pearson_delta, retrieval_ranks, retrieval_summary, snap_to_mean,
+from .metrics import (abs_pearson, ks_d, paired_lead, pearson_delta, retrieval_ranks, retrieval_summary, snap_to_mean,
                       row_mse, row_pearson, top_k_direction)
 from .runs import latest_run, read_run, runs_root
 
@@ -281,16 +281,6 @@ def score(truth: np.ndarray, preds: dict[str, np.ndarray], mean: np.ndarray,
                         if name not in ("model", "mean") and "model" in preds
                         and np.allclose(preds[name], preds["model"], rtol=0, atol=1e-6, equal_nan=True)]
     return summary, per_sig
-
-
-def paired_lead(model: np.ndarray, base: np.ndarray) -> tuple[float, float]:
-    """(mean, s.e.) of the per-gene difference model - base of one per-signature score, over
-    the genes both predict. Paired: the two scores of one gene move together (an easy gene is
-    easy for both), so this s.e. can be several times smaller than either score's own, and it
-    is the one that says whether a lead is real."""
-    d = (model - base)[np.isfinite(model) & np.isfinite(base)]
-    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return (float(d.mean()) if len(d) else float("nan")), se
 
 
 def flags(summary: dict, per_sig: dict[str, dict[str, np.ndarray]]) -> list[str]:

@@ -22,7 +22,7 @@ from . import __version__
 from .atomic import atomic_file
 from .data.bundle import load_npy
 from .errors import InputError
-from .metrics import pearson_delta, row_pearson
+from .metrics import paired_lead, pearson_delta, row_pearson
 
 RUN_FORMAT = "tnfast-run"
 # 2: the network embedding became eigenvectors, saved with the run (version 1 recomputed
@@ -116,10 +116,14 @@ def load_embedding(run_dir: Path, bundle, dim: int) -> np.ndarray:
 
 
 def signature_scores(pred: np.ndarray, truth: np.ndarray, mean: np.ndarray) -> dict:
-    """n, mean PCC, mean PearsonΔ (around ``mean``, the training mean) and MSE of (n, L) predictions."""
-    return {"n": len(truth), "pcc": float(row_pearson(pred, truth).mean()),
-            "pearson_delta": float(pearson_delta(pred, truth, mean).mean()),
-            "mse": float(((pred - truth) ** 2).mean())}
+    """n, mean PCC, mean PearsonΔ (around ``mean``, the training mean) with its s.e., MSE of
+    (n, L) predictions, and their PCC's lead over the mean's with its paired s.e.
+    (:func:`tnfast.metrics.paired_lead`)."""
+    pcc, pd = row_pearson(pred, truth), pearson_delta(pred, truth, mean)
+    lead, lead_se = paired_lead(pcc, row_pearson(np.broadcast_to(mean, truth.shape), truth))
+    return {"n": len(truth), "pcc": float(pcc.mean()), "pearson_delta": float(pd.mean()),
+            "pearson_delta_se": float(pd.std(ddof=1) / np.sqrt(len(pd))) if len(pd) > 1 else float("nan"),
+            "mse": float(((pred - truth) ** 2).mean()), "pcc_over_mean": lead, "pcc_over_mean_se": lead_se}
 
 
 def split_scores(bundle, predict: Callable[[str, np.ndarray], np.ndarray], types: Sequence[str],

@@ -604,6 +604,13 @@ def summarize(members: list[TranscriptionNet], graph: MultiplexGraph, bundle: Bu
 
 
 def _pooled(scores: list[dict]) -> dict:
-    """:func:`signature_scores` of disjoint sets of signatures, as one (means weighted by n)."""
+    """:func:`signature_scores` of disjoint sets of signatures, as one (means weighted by n, the
+    s.e. of such a mean from theirs)."""
     n = sum(s["n"] for s in scores)
-    return {"n": n, **{key: sum(s["n"] * s[key] for s in scores) / n for key in scores[0] if key != "n"}}
+
+    def pool(key: str) -> float:
+        if key.endswith("_se"):
+            return math.sqrt(sum((s["n"] * s[key]) ** 2 for s in scores)) / n
+        return sum(s["n"] * s[key] for s in scores) / n
+
+    return {"n": n, **{key: pool(key) for key in scores[0] if key != "n"}}
