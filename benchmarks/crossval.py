@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ from tnfast.atomic import atomic_file
 from tnfast.data.bundle import Bundle, load_bundle
 from tnfast.errors import InputError
 from tnfast.evaluate import evaluate, write_json
+from tnfast.runs import pool_scores
 from tnfast.train import train
 from tnfast.train_config import resolve
 
@@ -57,42 +57,25 @@ def fold_splits(bundle: Bundle, folds: int, seed: int = 0) -> list[dict[str, np.
     return out
 
 
-LEADS = ("model_lead", "model_pcc_lead")  # paired differences (tnfast.evaluate.paired_lead), with a _se each
+# pooled per provider: the means and their s.e., and the model's paired leads (over a baseline's
+# PearsonΔ, over the mean's PCC; tnfast.metrics.paired_lead) with theirs
+POOLED = ("pearson_delta", "pcc", "pearson_delta_se", "model_lead", "model_lead_se", "model_pcc_lead",
+          "model_pcc_lead_se")
 
 
 def pool(evaluations: list[dict]) -> dict:
-    """Per type and provider, over the folds' evaluate summaries: n, PearsonΔ and PCC averaged
-    over every test signature (fold means weighted by n), PearsonΔ s.e. from the folds' s.e.;
-    the model's paired leads (over a baseline's PearsonΔ, over the mean's PCC) pooled the same
-    way (the model predicts every gene, so a lead's genes are the baseline's)."""
+    """Per type and provider, over the folds' evaluate summaries (tnfast.runs.pool_scores):
+    PearsonΔ, PCC and the model's paired leads averaged over every test signature (fold means
+    weighted by n), their s.e. from the folds' (the model predicts every gene, so a lead's genes
+    are the baseline's); a lead only where every fold has it (folds evaluated before leads were
+    reported have none)."""
     out: dict = {}
-    for ev in evaluations:
-        for t, v in ev["types"].items():
-            for p in PROVIDERS:
-                if p not in v:
-                    continue
-                m = v[p]
-                a = out.setdefault(t, {}).setdefault(p, {"n": 0, "pd": 0.0, "pcc": 0.0, "var": 0.0, "leads": {}})
-                a["n"] += m["n"]
-                a["pd"] += m["n"] * m["pearson_delta"]
-                a["pcc"] += m["n"] * m["pcc"]
-                a["var"] += (m["n"] * m.get("pearson_delta_se", 0.0)) ** 2
-                for key in LEADS:
-                    if key in m:
-                        acc = a["leads"].setdefault(key, [0, 0.0, 0.0])
-                        acc[0] += 1
-                        acc[1] += m["n"] * m[key]
-                        acc[2] += (m["n"] * m[key + "_se"]) ** 2
-
-    def pooled(a: dict) -> dict:
-        r = {"n": a["n"], "pearson_delta": a["pd"] / a["n"], "pcc": a["pcc"] / a["n"],
-             "pearson_delta_se": math.sqrt(a["var"]) / a["n"]}
-        for key, (folds, lead, var) in a["leads"].items():
-            if folds == len(evaluations):  # every fold has it (folds evaluated before it existed do not)
-                r.update({key: lead / a["n"], key + "_se": math.sqrt(var) / a["n"]})
-        return r
-
-    return {t: {p: pooled(a) for p, a in provs.items()} for t, provs in out.items()}
+    for t in dict.fromkeys(t for ev in evaluations for t in ev["types"]):
+        for p in PROVIDERS:
+            parts = [ev["types"][t][p] for ev in evaluations if p in ev["types"].get(t, {})]
+            if parts:
+                out.setdefault(t, {})[p] = pool_scores(parts, POOLED)
+    return out
 
 
 def crossval(data: Path, out: Path, config: Path | None = None, sets: list[str] = (), folds: int = 5,

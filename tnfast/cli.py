@@ -238,7 +238,8 @@ def train_cmd(
         return
     t = Table("type", "split", "n", "predictor", "PCC", "PearsonΔ", "MSE", title=title)
     # how sure: each mean's s.e. over signatures; for PCC the paired difference from the mean's
-    sure = Table("type", "split", "model PearsonΔ", "model PCC − mean's PCC", title="± s.e. over signatures (the PCC difference per signature: paired)")
+    sure = Table("type", "split", "model PearsonΔ", "model PCC − mean's PCC",
+                 title="± s.e. over signatures (the PCC difference per signature: paired)")
 
     def pm(m: dict, key: str, digits: int, sign: str = "") -> str:
         se = m.get(key + "_se", float("nan"))  # runs from before the s.e. was recorded have none

@@ -44,8 +44,8 @@ from .baselines import (RidgeFit, knn_baseline, network_average, other_type_base
 from .data.bundle import TYPES, Bundle, load_bundle
 from .design import DesignConfig, design_matrix
 from .errors import InputError
-from .metrics import (abs_pearson, ks_d, paired_lead, pearson_delta, retrieval_ranks, retrieval_summary, snap_to_mean,
-                      row_mse, row_pearson, top_k_direction)
+from .metrics import (abs_pearson, ks_d, mean_se, paired_lead, pearson_delta, retrieval_ranks, retrieval_summary,
+                      row_mse, row_pearson, snap_to_mean, top_k_direction)
 from .runs import latest_run, read_run, runs_root
 
 EVAL_SPLITS = ("valid", "test")
@@ -226,7 +226,7 @@ def _summary(scores: dict[str, np.ndarray], ranks: np.ndarray, pred: np.ndarray,
     for k in PER_SIGNATURE:
         out[k] = float(np.mean(scores[k][rows])) if n else float("nan")
     pd = scores["pearson_delta"][rows]
-    out["pearson_delta_se"] = float(pd.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    out["pearson_delta_se"] = mean_se(pd)
     out["ks_d"] = ks_d(pred[rows], truth[rows]) if n else float("nan")
     out.update(retrieval_summary(ranks[rows]))
     return {k: out[k] for k in ("n", *METRICS, "pearson_delta_se")}

@@ -155,11 +155,15 @@ def retrieval_summary(ranks: np.ndarray) -> dict[str, float]:
             "retrieval_top10": float((ranks <= 10).mean())}
 
 
+def mean_se(x: np.ndarray) -> float:
+    """Standard error of the mean of ``x`` (NaN under two values)."""
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
 def paired_lead(model: np.ndarray, base: np.ndarray) -> tuple[float, float]:
     """(mean, s.e.) of the per-gene difference model - base of one per-signature score, over
     the genes both predict. Paired: the two scores of one gene move together (an easy gene is
     easy for both), so this s.e. can be several times smaller than either score's own, and it
     is the one that says whether a lead is real."""
     d = (model - base)[np.isfinite(model) & np.isfinite(base)]
-    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return (float(d.mean()) if len(d) else float("nan")), se
+    return (float(d.mean()) if len(d) else float("nan")), mean_se(d)

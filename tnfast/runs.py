@@ -10,6 +10,7 @@ and the weights of each member of its ensemble (``model.pt``, then ``model.1.pt`
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import time
@@ -22,7 +23,7 @@ from . import __version__
 from .atomic import atomic_file
 from .data.bundle import load_npy
 from .errors import InputError
-from .metrics import paired_lead, pearson_delta, row_pearson
+from .metrics import mean_se, paired_lead, pearson_delta, row_pearson
 
 RUN_FORMAT = "tnfast-run"
 # 2: the network embedding became eigenvectors, saved with the run (version 1 recomputed
@@ -122,8 +123,23 @@ def signature_scores(pred: np.ndarray, truth: np.ndarray, mean: np.ndarray) -> d
     pcc, pd = row_pearson(pred, truth), pearson_delta(pred, truth, mean)
     lead, lead_se = paired_lead(pcc, row_pearson(np.broadcast_to(mean, truth.shape), truth))
     return {"n": len(truth), "pcc": float(pcc.mean()), "pearson_delta": float(pd.mean()),
-            "pearson_delta_se": float(pd.std(ddof=1) / np.sqrt(len(pd))) if len(pd) > 1 else float("nan"),
+            "pearson_delta_se": mean_se(pd),
             "mse": float(((pred - truth) ** 2).mean()), "pcc_over_mean": lead, "pcc_over_mean_se": lead_se}
+
+
+def pool_scores(scores: list[dict], keys: Sequence[str] | None = None) -> dict:
+    """Scores of disjoint sets of signatures (:func:`signature_scores`, or an evaluation's per
+    predictor), as one: n summed, means weighted by n, each ``*_se`` the s.e. of such a mean
+    from theirs. ``keys``: which to pool (default: all but n), of them those every part has."""
+    n = sum(s["n"] for s in scores)
+    keys = [k for k in (keys or scores[0]) if k != "n" and all(k in s for s in scores)]
+
+    def pool(key: str) -> float:
+        if key.endswith("_se"):
+            return math.sqrt(sum((s["n"] * s[key]) ** 2 for s in scores)) / n
+        return sum(s["n"] * s[key] for s in scores) / n
+
+    return {"n": n, **{key: pool(key) for key in keys}}
 
 
 def split_scores(bundle, predict: Callable[[str, np.ndarray], np.ndarray], types: Sequence[str],

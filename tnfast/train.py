@@ -52,7 +52,7 @@ from .errors import InputError
 from .model import (Measurements, ModelDims, MultiplexGraph, TranscriptionNet, ensemble_predict, member_measurements,
                     signature_loss, split_samples)
 from .runs import (EMBEDDING, latest_incomplete_run, load_embedding, member_weights, new_run_id, read_json, run_record,
-                   runs_root, save_embedding, signature_scores, split_scores)
+                   pool_scores, runs_root, save_embedding, signature_scores, split_scores)
 from .train_config import RunConfig, TrainConfig, from_dict
 
 MODEL_KIND = "transcriptionnet"
@@ -469,7 +469,8 @@ def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int,
               "residual_correction": None if model.residual is None
               else {TYPES[t]: c for t, c in model.residual.choice.items()},
               "output_subspace": None if model.subspace is None else {
-                  t: subspace_fits.get(ti, {"rank": int(r)}) for ti, (t, r) in enumerate(zip(TYPES, model.subspace.rank.tolist()))}}
+                  t: subspace_fits.get(ti, {"rank": int(r)})
+                  for ti, (t, r) in enumerate(zip(TYPES, model.subspace.rank.tolist()))}}
     if rank == 0 and k + 1 < tc.ensemble:  # the next member starts afresh, this one is done
         _save({"member": k + 1, "done": [*done, record]}, ckpt_path)
     barrier()
@@ -599,18 +600,5 @@ def summarize(members: list[TranscriptionNet], graph: MultiplexGraph, bundle: Bu
     for t in types:
         parts = [f[t]["valid"] for f in folds if "valid" in f[t]]
         if parts:
-            out[t]["out_of_fold"] = {who: _pooled([p[who] for p in parts]) for who in parts[0]}
+            out[t]["out_of_fold"] = {who: pool_scores([p[who] for p in parts]) for who in parts[0]}
     return out
-
-
-def _pooled(scores: list[dict]) -> dict:
-    """:func:`signature_scores` of disjoint sets of signatures, as one (means weighted by n, the
-    s.e. of such a mean from theirs)."""
-    n = sum(s["n"] for s in scores)
-
-    def pool(key: str) -> float:
-        if key.endswith("_se"):
-            return math.sqrt(sum((s["n"] * s[key]) ** 2 for s in scores)) / n
-        return sum(s["n"] * s[key] for s in scores) / n
-
-    return {"n": n, **{key: pool(key) for key in scores[0] if key != "n"}}
