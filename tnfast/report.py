@@ -74,7 +74,7 @@ def table_rows(ts: dict) -> list[list[str]]:
         if m is None:
             continue
         note = _note(name, m, ts)
-        lead = ""  # the paired differences, see evaluate.paired_lead
+        lead = ""  # the paired differences, see tnfast.metrics.paired_lead
         if np.isfinite(m.get("model_lead_se", np.nan)):
             lead = f"model lead {m['model_lead']:+.3f} ± {m['model_lead_se']:.3f} (paired s.e.)"
         elif np.isfinite(m.get("model_pcc_lead_se", np.nan)):
