@@ -15,10 +15,11 @@ from tnfast.data.bundle import load_bundle
 from tnfast.data.csr import build_csr
 from tnfast.data.gctx import GCT, write_gctx
 from tnfast.errors import InputError
-from tnfast.evaluate import METRICS, NO_BETTER, PREDICTORS, evaluate, score, write_json
+from tnfast.evaluate import METRICS, NO_BETTER, PREDICTORS, evaluate, inputs_ceiling, score, write_json
 from tnfast.metrics import (abs_pearson, ks_d, retrieval_ranks, retrieval_summary, row_mse,
                             top_k_direction)
 from tnfast.report import read_metrics_jsonl, write_report
+from tnfast.ridge import ALPHAS
 
 
 # --------------------------------------------------------------------------- metrics
@@ -192,6 +193,21 @@ def test_model_lead_is_the_paired_difference_and_a_small_one_is_flagged():
     assert len(summary["flags"]) == 2
 
 
+def test_inputs_ceiling_reads_the_truth_of_the_other_genes_only():
+    """A truth linear in the inputs is recovered exactly for the evaluated genes, whatever their
+    own truth holds: it never enters the fit."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((211, 7))
+    w = rng.standard_normal((7, 5))
+    truth = x @ w + 0.5
+    genes = np.array([0, 5, 17, 99, 210])
+    spoiled = truth.copy()
+    spoiled[genes] = 1e3 * rng.standard_normal((len(genes), 5))
+    pred, alpha = inputs_ceiling(x, spoiled, genes)
+    assert alpha == min(ALPHAS)  # noise-free: the least penalty fits the tuning tenth best
+    np.testing.assert_allclose(pred, truth[genes], atol=1e-3)
+
+
 # --------------------------------------------------------------------------- end to end
 
 @pytest.fixture(scope="module")
@@ -226,6 +242,9 @@ def test_cli_tables_json_schema_and_report(cli):
             assert all(isinstance(ts[name][k], float | int) for k in METRICS)
         assert ts["mean"]["pearson_delta"] == 0.0
         assert ts["oracle"]["pearson_delta"] > ts["model"]["pearson_delta"]
+        # the inputs' ceiling learns from the truth of every other gene; the ridge from a few noisy ones
+        assert ts["ridge"]["pearson_delta"] < ts["oracle_inputs"]["pearson_delta"] < ts["oracle"]["pearson_delta"]
+        assert "model_lead" not in ts["oracle_inputs"] and ts["oracle_inputs"]["alpha"] > 0
         # kNN predicts every gene: the mean of the paired differences is the difference of the means
         assert ts["knn"]["model_lead"] == pytest.approx(ts["model"]["pearson_delta"] - ts["knn"]["pearson_delta"])
         assert ts["knn"]["model_lead_se"] > 0

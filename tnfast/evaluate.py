@@ -20,7 +20,10 @@ Per type, every predictor is scored on the same genes, per signature, then avera
 Predictors: ``model`` and the baselines of :mod:`tnfast.baselines` (``mean``, ``ridge``,
 ``knn``, ``network``, ``other_type``, ``oracle``), each fitted only on the bundle's training
 signatures of the type (hyper-parameters on its valid signatures) with the evaluated genes
-removed from both pools, so no prediction ever sees its own signature. ``other_type`` is scored
+removed from both pools, so no prediction ever sees its own signature. Bundles with a noise-free
+truth (the synthetic ones) add two ceilings: ``oracle``, the truth itself, and ``oracle_inputs``
+(:func:`inputs_ceiling`), a ridge on the inputs fitted to the truth of every other gene, which
+says how much of the oracle the inputs can show at all. ``other_type`` is scored
 only on the genes another type measured (its ``n`` says how many). Results are also broken
 down by whether a gene was measured in another type and by tertiles of its total network
 degree. Flags say plainly when the model is no better than the training mean on PearsonΔ, or
@@ -46,12 +49,16 @@ from .design import DesignConfig, design_matrix
 from .errors import InputError
 from .metrics import (abs_pearson, ks_d, mean_se, paired_lead, pearson_delta, retrieval_ranks, retrieval_summary,
                       row_mse, row_pearson, snap_to_mean, top_k_direction)
+from .ridge import fit_ridge
 from .runs import latest_run, read_run, runs_root
 
 EVAL_SPLITS = ("valid", "test")
-PREDICTORS = ("model", "mean", "ridge", "ridge_residual", "knn", "network", "other_type", "oracle")
+PREDICTORS = ("model", "mean", "ridge", "ridge_residual", "knn", "network", "other_type", "oracle_inputs",
+              "oracle")
 LABELS = {"model": "model", "mean": "training mean", "ridge": "ridge", "ridge_residual": "ridge + residual",
-          "knn": "kNN", "network": "network average", "other_type": "other type", "oracle": "oracle (noise-free)"}
+          "knn": "kNN", "network": "network average", "other_type": "other type",
+          "oracle_inputs": "inputs ceiling", "oracle": "oracle (noise-free)"}
+CEILINGS = ("oracle_inputs", "oracle")  # read the truth: bars above the model, not baselines to beat
 # Order of the tables: PearsonΔ first.
 METRICS = ("pearson_delta", "pcc", "abs_pcc", "mse", "ks_d", "top50_direction",
            "retrieval_median_rank", "retrieval_top1", "retrieval_top10")
@@ -260,7 +267,7 @@ def score(truth: np.ndarray, preds: dict[str, np.ndarray], mean: np.ndarray,
         summary[name] = _summary(s, ranks, pred, truth, mask)
     if "model" in per_sig:
         for name in per_sig:
-            if name not in ("model", "mean", "oracle"):
+            if name not in ("model", "mean", *CEILINGS):
                 lead, se = paired_lead(per_sig["model"]["pearson_delta"], per_sig[name]["pearson_delta"])
                 summary[name].update(model_lead=lead, model_lead_se=se)
         if "mean" in per_sig:  # the mean's PearsonΔ is 0 by definition; its PCC is the bar to clear
@@ -298,7 +305,7 @@ def flags(summary: dict, per_sig: dict[str, dict[str, np.ndarray]]) -> list[str]
         out.append(f"the model's PCC is not 2 paired s.e. above the training mean's "
                    f"({mean['model_pcc_lead']:+.4f} ± {mean['model_pcc_lead_se']:.4f})")
     for name in PREDICTORS:
-        if name in ("model", "mean", "oracle") or name not in summary or not summary[name]["n"]:
+        if name in ("model", "mean", *CEILINGS) or name not in summary or not summary[name]["n"]:
             continue
         b = summary[name]["pearson_delta"]
         rows = np.isfinite(per_sig[name]["pearson_delta"])
@@ -499,6 +506,9 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
                 preds_t["other_type"] = pred_o
                 extras["other_type"] = {"from": {o: int((src == o).sum()) for o in TYPES if (src == o).any()}}
         if t in bundle.truth:
+            if x is not None:
+                preds_t["oracle_inputs"], alpha = inputs_ceiling(x, bundle.truth[t], genes)
+                extras["oracle_inputs"] = {"alpha": alpha}
             preds_t["oracle"] = np.asarray(bundle.truth[t][genes], np.float32)
         measured_other = np.zeros(len(genes), bool)
         for o, so in bundle.signatures.items():
@@ -524,6 +534,19 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         notes += [f"{t}: {n}" for n in ts["notes"]]
         details[t] = TypeDetail(gene_ids, y, mean, preds_t, per_sig, deg, strata)
     return Evaluation(summary, details, run_dir)
+
+
+def inputs_ceiling(x: np.ndarray, truth: np.ndarray, genes: np.ndarray) -> tuple[np.ndarray, float]:
+    """What a linear read of the inputs can reach: a ridge from ``x`` (N, p) to the noise-free
+    ``truth`` (N, L) of every gene but the evaluated ``genes``, far more and cleaner supervision
+    than any measured screen gives; the penalty is chosen on every tenth of those genes, then the
+    ridge is fitted on all of them. Returns (predictions for ``genes``, the penalty)."""
+    rest = np.setdiff1d(np.arange(len(x)), genes)
+    tune = np.zeros(len(rest), bool)
+    tune[::10] = True
+    model = fit_ridge(x[rest[~tune]], truth[rest[~tune]], x[rest[tune]], truth[rest[tune]])
+    model = fit_ridge(x[rest], truth[rest], alphas=(model.alpha,))
+    return model.predict(x[genes]), model.alpha
 
 
 def _refuse_valid(run_dir: Path):
