@@ -354,7 +354,8 @@ def evaluate_cmd(
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write every number as JSON.")] = None,
     orgdb: Annotated[Optional[Path], typer.Option(help="org.Hs.eg.sqlite: also report the GO-BP/KEGG co-annotation AUROC of measured vs predicted signatures.")] = None,
 ) -> None:
-    """Score predictions and the baselines (training mean, ridge, kNN, network, other type; on synthetic data the inputs ceiling and the oracle)."""
+    """Score predictions and the baselines (training mean, ridge, kNN, network, other type;
+    on synthetic data the inputs ceiling and the oracle)."""
     from .evaluate import coannotation, evaluate, write_json
     from .report import check_report_dir, print_tables, write_report
 
