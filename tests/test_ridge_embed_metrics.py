@@ -81,14 +81,15 @@ def _planted(rng, sizes, p_in, p_out, isolated=1):
 
 
 def _top_projector(csr, k):
-    """Dense oracle: the projector on the k leading eigenvectors of D^-1/2 A D^-1/2 over the
-    genes with edges, and those genes."""
+    """Dense oracle: the projector on the k leading eigenvectors of (D + tau)^-1/2 A (D + tau)^-1/2
+    over the genes with edges, tau = embed.DEGREE_REG x their mean degree, and those genes."""
     a = np.zeros((csr.n, csr.n))
     rows = np.repeat(np.arange(csr.n), np.diff(csr.indptr))
     a[rows, csr.indices] = csr.weights
     deg = a.sum(axis=1)
     idx = np.flatnonzero(deg > 0)
-    s = a[np.ix_(idx, idx)] / np.sqrt(np.outer(deg[idx], deg[idx]))
+    d = deg[idx] + embed.DEGREE_REG * deg[idx].mean()
+    s = a[np.ix_(idx, idx)] / np.sqrt(np.outer(d, d))
     w, v = np.linalg.eigh(s)
     v = v[:, np.argsort(w)[::-1][:k]]
     return v @ v.T, idx
@@ -111,6 +112,24 @@ def test_embedding_spans_the_leading_eigenvectors(monkeypatch, dense_max):
     u = e[:n] / np.linalg.norm(e[:n], axis=1, keepdims=True)
     sim = u @ u.T
     assert sim[:40, :40].mean() > 0.8 and np.abs(sim[:40, 40:100]).mean() < 0.3
+
+
+@pytest.mark.parametrize("dense_max", [10_000, 50])
+def test_isolated_edges_do_not_take_the_leading_eigenvectors(monkeypatch, dense_max):
+    """Four planted modules and 30 isolated edges: each edge is a component of eigenvalue 1 of
+    the unregularised D^-1/2 A D^-1/2, 30 of them above every module's; with the regularised
+    degrees the four eigenvectors read the modules, and the edges' genes get next to nothing."""
+    monkeypatch.setattr(embed, "DENSE_MAX", dense_max)
+    csr, n = _planted(np.random.default_rng(0), [40, 60, 75, 90], 0.3, 0.01)
+    src = np.concatenate([np.repeat(np.arange(csr.n), np.diff(csr.indptr)), n + 2 * np.arange(30)])
+    dst = np.concatenate([csr.indices, n + 2 * np.arange(30) + 1])
+    e = layer_embedding(build_csr(src, dst, n + 60), dim=4, rng=np.random.default_rng(1))
+    u = e[:n] / np.linalg.norm(e[:n], axis=1, keepdims=True)
+    sim = u @ u.T
+    for lo, hi in ((0, 40), (40, 100), (100, 175), (175, 265)):
+        other = np.r_[0:lo, hi:n]
+        assert sim[lo:hi, lo:hi].mean() > 0.8 and np.abs(sim[lo:hi, other]).mean() < 0.3, (lo, hi)
+    assert (e[n:] ** 2).sum(axis=1).max() < 0.05 * (e[:n] ** 2).sum(axis=1).mean()
 
 
 @pytest.mark.parametrize("dense_max", [10_000, 10])
