@@ -49,7 +49,6 @@ from .design import DesignConfig, design_matrix
 from .errors import InputError
 from .metrics import (abs_pearson, ks_d, mean_se, paired_lead, pearson_delta, retrieval_ranks, retrieval_summary,
                       row_mse, row_pearson, snap_to_mean, top_k_direction)
-from .ridge import fit_ridge
 from .runs import latest_run, read_run, runs_root
 
 EVAL_SPLITS = ("valid", "test")
@@ -544,9 +543,9 @@ def inputs_ceiling(x: np.ndarray, truth: np.ndarray, genes: np.ndarray) -> tuple
     rest = np.setdiff1d(np.arange(len(x)), genes)
     tune = np.zeros(len(rest), bool)
     tune[::10] = True
-    model = fit_ridge(x[rest[~tune]], truth[rest[~tune]], x[rest[tune]], truth[rest[tune]])
-    model = fit_ridge(x[rest], truth[rest], alphas=(model.alpha,))
-    return model.predict(x[genes]), model.alpha
+    pred, model = ridge_baseline(x[rest[~tune]], truth[rest[~tune]], x[rest[tune]], truth[rest[tune]], x[genes],
+                                 refit=(x[rest], truth[rest]))
+    return pred, model.alpha
 
 
 def _refuse_valid(run_dir: Path):
