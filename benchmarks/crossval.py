@@ -12,8 +12,11 @@ train and valid alike, and the baselines are then refitted on both: tnfast.evalu
 genes. The report pools the folds per type: per-signature scores averaged over all test
 genes, and standard errors from the folds' own.
 
-    python -m tnfast.benchmarks.crossval --data BUNDLE --out DIR [--config FILE.toml]
+    python -m tnfast.benchmarks.crossval --data BUNDLE --out DIR [--profile NAME] [--config FILE.toml]
         [--set train.lr=3e-4 ...] [--folds 5] [--seed 0]
+
+Without --profile (or a config naming one) the profile is `tnfast train`'s for the whole bundle
+(tnfast.train_config.auto_profile: ``small`` for the real example).
 
 A fold whose evaluation is already in DIR is not run again, so an interrupted run resumes.
 """
@@ -33,8 +36,8 @@ from tnfast.data.bundle import Bundle, load_bundle
 from tnfast.errors import InputError
 from tnfast.evaluate import evaluate, write_json
 from tnfast.runs import pool_scores
-from tnfast.train import train
-from tnfast.train_config import resolve
+from tnfast.train import resolve_device, train
+from tnfast.train_config import auto_profile, resolve
 
 PROVIDERS = ("model", "mean", "ridge", "ridge_residual", "knn", "network")
 
@@ -79,9 +82,9 @@ def pool(evaluations: list[dict]) -> dict:
 
 
 def crossval(data: Path, out: Path, config: Path | None = None, sets: list[str] = (), folds: int = 5,
-             seed: int = 0, log=print) -> dict:
+             seed: int = 0, log=print, profile: str | None = None) -> dict:
     bundle = load_bundle(data)
-    cfg = resolve(config=config, sets=list(sets))
+    cfg = resolve(profile, config, list(sets), default_profile=auto_profile(data, resolve_device("auto").type)[0])
     evaluations = []
     for k, split in enumerate(fold_splits(bundle, folds, seed)):
         fold = out / f"fold{k}"
@@ -106,13 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tnfast.benchmarks.crossval", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--profile")
     ap.add_argument("--config", type=Path)
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     try:
-        report = crossval(a.data, a.out, a.config, a.sets, a.folds, a.seed)
+        report = crossval(a.data, a.out, a.config, a.sets, a.folds, a.seed, profile=a.profile)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -489,9 +489,8 @@ def _orgdb_seeds(scratch: Path) -> list[Seed]:
 def _toml_seeds(scratch: Path) -> list[Seed]:
     from tnfast.train_config import resolve
 
-    root = Path(__file__).resolve().parents[1]
     return [single("tiny.toml", (TESTS_DATA / "tiny_model.toml").read_bytes()),
-            single("small.toml", (root / "examples" / "small-data.toml").read_bytes()),
+            single("small.toml", resolve("small").to_toml().encode()),
             single("config.toml", resolve("quick").to_toml().encode())]
 
 

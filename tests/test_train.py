@@ -22,7 +22,7 @@ from tnfast.metrics import pearson_delta, row_pearson
 from tnfast.predict import ALL_SPLITS, load_predictor
 from tnfast.runs import member_weights, read_run
 from tnfast.train import learning_rate, train
-from tnfast.train_config import TRAIN_PROFILES, resolve
+from tnfast.train_config import TRAIN_PROFILES, auto_profile, resolve
 
 TINY = Path(__file__).parent / "data" / "tiny_model.toml"
 
@@ -561,7 +561,8 @@ def test_a_run_saved_before_the_output_subspace_projects_nothing(cli_run, tmp_pa
     (["--set", "model.use_features=\"no\""], "--set", "use_features must be true or false"),
     (["--set", "model.beta=true"], "--set", "beta must be a finite number"),
     (["--set", "train.drop_available=true"], "--set", "drop_available must be in [0, 1]"),
-    (["--set", "train.member_valid=folds"], "--set", "needs ensemble >= 2"),
+    (["--profile", "quick", "--set", "train.member_valid=folds"], "--set", "needs ensemble >= 2"),
+    (["--set", "train.ensemble=1"], "--set", "needs ensemble >= 2"),  # the tiny bundle's small profile: folds
     (["--set", "train.member_valid=bags"], "--set", "member_valid must be one of split, folds"),
     (["--set", "gat_heads=2"], "--set", "expected model.KEY=VALUE"),
     (["--profile", "huge"], "--profile", "unknown profile"),
@@ -606,6 +607,28 @@ def test_config_resolution_order(tmp_path):
     assert resolve("full").train == TRAIN_PROFILES["full"]
     with pytest.raises(InputError, match="disagrees"):
         resolve("full", tmp_path / "c.toml")
+
+
+def test_auto_profile_follows_the_measured_signatures(tmp_path):
+    def bundle(name: str, counts: dict[str, tuple[int, int]]) -> Path:
+        d = tmp_path / name
+        (d / "signatures").mkdir(parents=True)
+        (d / "bundle.json").write_text(json.dumps({"types": list(counts)}))
+        for t, (measured, test) in counts.items():
+            np.savez(d / "signatures" / f"{t}.npz", split=np.array(["train", "valid"] * (measured // 2) + ["test"] * test))
+        return d
+
+    # the test split does not count: 998 measured + 5,000 test is still small data
+    small = bundle("small", {"RNAi": (998, 5000), "OE": (200, 0)})
+    assert auto_profile(small, "cpu") == ("small", "small data: RNAi 998 / OE 200 measured signatures, "
+                                                   "under 1000 in every type")
+    assert auto_profile(small, "cuda")[0] == "small"
+    big = bundle("big", {"RNAi": (200, 0), "OE": (1000, 0)})  # one type with enough: the device's profile
+    assert auto_profile(big, "cpu")[0] == "quick" and auto_profile(big, "cuda")[0] == "full"
+    (big / "signatures" / "OE.npz").write_bytes(b"damaged")  # unreadable: the device's profile (load reports it)
+    assert auto_profile(big, "cpu")[0] == "quick"
+    cfg = resolve(None, None, [], None, auto_profile(small, "cpu")[0])
+    assert (cfg.train.ensemble, cfg.train.member_valid, cfg.model.embedding_dim) == (10, "folds", 32)
 
 
 def test_bundle_without_training_signatures_is_refused(tmp_path):

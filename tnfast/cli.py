@@ -176,7 +176,7 @@ def train_cmd(
     data: Annotated[Optional[Path], typer.Option(help="Bundle directory (default: the synthetic default, made once and cached).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<run id>, or under $TNFAST_RUNS).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file: profile, [model] and [train] values (a run's config.toml works).")] = None,
-    profile: Annotated[Optional[str], typer.Option(help="quick (CPU, minutes) or full (paper scale, GPU); default: full on CUDA, quick otherwise.")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="quick (CPU, minutes), small (hundreds of measured genes: 10 members) or full (paper scale, GPU); default: small for such data, else full on CUDA and quick otherwise.")] = None,
     sets: Annotated[Optional[list[str]], typer.Option("--set", help="Override one value, e.g. model.gat_heads=4 or train.lr=3e-4 (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[Optional[int], typer.Option(help="Random seed (train.seed).")] = None,
@@ -212,16 +212,21 @@ def train_cmd(
         title = "ridge on network embedding + features vs the training-mean signature"
     else:
         from .train import resolve_device, resume_dir, train
-        from .train_config import resolve
+        from .train_config import auto_profile, resolve
 
         dev = resolve_device(device).type
-        cfg = None if resume else resolve(profile, config, sets or [], seed, "full" if dev == "cuda" else "quick")
+        notes = []
+        cfg = None
+        if not resume:
+            auto, why = auto_profile(data, dev)
+            cfg = resolve(profile, config, sets or [], seed, auto)
+            if profile is None and cfg.profile == auto:
+                notes.append(f"profile {auto} ({why}; --profile chooses another)")
         # before the bundle is loaded and the run directory made: a refused run leaves nothing
         if resume:
             _, bundle_dir, run_cfg, _ = resume_dir(out_dir)
         else:
             bundle_dir, run_cfg = data, cfg
-        notes = []
         check_train(bundle_dir, run_cfg.to_dict(), dev, limit, progress=notes.append)
         with _bar() as bar:
             tasks: list = []

@@ -53,7 +53,7 @@ from .model import (Measurements, ModelDims, MultiplexGraph, TranscriptionNet, e
                     signature_loss, split_samples)
 from .runs import (EMBEDDING, latest_incomplete_run, load_embedding, member_weights, new_run_id, read_json, run_record,
                    pool_scores, runs_root, save_embedding, signature_scores, split_scores)
-from .train_config import RunConfig, TrainConfig, from_dict
+from .train_config import RunConfig, TrainConfig, auto_profile, from_dict, resolve
 
 MODEL_KIND = "transcriptionnet"
 StepCallback = Callable[[int, int, str, float], None]  # (step, total, phase, loss)
@@ -232,8 +232,10 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     """Train TranscriptionNet on the bundle at ``data``; returns (run directory, summary per type and split).
 
     ``resume``: continue the interrupted run at ``out`` (default: the newest one) with its saved
-    configuration and data; ``data`` and ``cfg`` are then ignored. With ``train.ensemble`` = K,
-    K members are trained one after the other (:func:`member_config`) and scored as their mean.
+    configuration and data; ``data`` and ``cfg`` are then ignored. No ``cfg``: the defaults of
+    the profile `tnfast train` would choose (:func:`tnfast.train_config.auto_profile`). With
+    ``train.ensemble`` = K, K members are trained one after the other (:func:`member_config`)
+    and scored as their mean.
     """
     if data is None and not resume:
         raise InputError("--data", "a bundle directory is needed (or --resume)")
@@ -243,6 +245,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         run_dir, data, cfg, run_id = resume_dir(Path(out) if out is not None else None)
     else:
         data = Path(data).resolve()
+        cfg = cfg or resolve(default_profile=auto_profile(data, dev.type)[0])
     bundle = load_bundle(data)
     types = _check_bundle(bundle, data, size, cfg.train.batch_size)
     if cfg.train.member_valid == "folds":  # every member's re-split trains too
