@@ -121,7 +121,7 @@ def auto_profile(data: str | os.PathLike, device: str) -> tuple[str, str]:
         types = json.loads((d / "bundle.json").read_text(encoding="utf-8"))["types"]
         measured = {}
         for t in types:
-            with np.load(d / "signatures" / f"{t}.npz") as z:
+            with np.load(d / "signatures" / f"{t}.npz", allow_pickle=False) as z:
                 measured[t] = int(np.isin(z["split"], ("train", "valid")).sum())
     except Exception:  # noqa: BLE001 (load_bundle says what is wrong with a damaged bundle)
         return fallback
