@@ -60,15 +60,15 @@ def fold_splits(bundle: Bundle, folds: int, seed: int = 0) -> list[dict[str, np.
     return out
 
 
-# pooled per provider: the means and their s.e., and the model's paired leads (over a baseline's
+# pooled per provider: the means (PearsonΔ, PCC, the paper's mean |PCC|) and PearsonΔ's s.e., and the model's paired leads (over a baseline's
 # PearsonΔ, over the mean's PCC; tnfast.metrics.paired_lead) with theirs
-POOLED = ("pearson_delta", "pcc", "pearson_delta_se", "model_lead", "model_lead_se", "model_pcc_lead",
+POOLED = ("pearson_delta", "pcc", "abs_pcc", "pearson_delta_se", "model_lead", "model_lead_se", "model_pcc_lead",
           "model_pcc_lead_se")
 
 
 def pool(evaluations: list[dict]) -> dict:
     """Per type and provider, over the folds' evaluate summaries (tnfast.runs.pool_scores):
-    PearsonΔ, PCC and the model's paired leads averaged over every test signature (fold means
+    PearsonΔ, PCC, mean |PCC| and the model's paired leads averaged over every test signature (fold means
     weighted by n), their s.e. from the folds' (the model predicts every gene, so a lead's genes
     are the baseline's); a lead only where every fold has it (folds evaluated before leads were
     reported have none)."""
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for t, provs in report["types"].items():
-        print(t, "  ".join(f"{p} {m['pearson_delta']:.3f}±{m['pearson_delta_se']:.3f} (PCC {m['pcc']:.3f}"
+        print(t, "  ".join(f"{p} {m['pearson_delta']:.3f}±{m['pearson_delta_se']:.3f} (PCC {m['pcc']:.3f}, |PCC| {m['abs_pcc']:.3f}"
                            + (f", model {m['model_lead']:+.3f}±{m['model_lead_se']:.3f}" if "model_lead" in m else "")
                            + (f", model PCC {m['model_pcc_lead']:+.4f}±{m['model_pcc_lead_se']:.4f}"
                               if "model_pcc_lead" in m else "") + ")"

@@ -43,11 +43,12 @@ def test_every_measured_gene_is_test_in_exactly_one_fold_in_every_type(tiny):
 
 def test_pool_weights_folds_by_their_genes():
     fold = lambda n, pd, pcc, se: {"types": {"OE": {"model": {"n": n, "pearson_delta": pd, "pcc": pcc,  # noqa: E731
-                                                              "pearson_delta_se": se}}}}
+                                                              "abs_pcc": pcc + 0.1, "pearson_delta_se": se}}}}
     got = pool([fold(10, 0.1, 0.5, 0.02), fold(30, 0.3, 0.7, 0.01)])["OE"]["model"]
     assert got["n"] == 40
     assert got["pearson_delta"] == pytest.approx((10 * 0.1 + 30 * 0.3) / 40)
     assert got["pcc"] == pytest.approx((10 * 0.5 + 30 * 0.7) / 40)
+    assert got["abs_pcc"] == pytest.approx((10 * 0.6 + 30 * 0.8) / 40)
     assert got["pearson_delta_se"] == pytest.approx(np.sqrt((10 * 0.02) ** 2 + (30 * 0.01) ** 2) / 40)
     assert "model_lead" not in got
 
@@ -77,6 +78,7 @@ def test_crossval_end_to_end_and_resume(tiny, tmp_path):
         assert provs["model"]["n"] == len(s.gene)  # every signature scored once
         assert provs["mean"]["pearson_delta"] == 0.0
         assert all(np.isfinite(m["pearson_delta"]) for m in provs.values())
+        assert all(abs(m["pcc"]) <= m["abs_pcc"] + 1e-12 for m in provs.values())  # mean |PCC| >= |mean PCC|
         assert np.isfinite(provs["ridge"]["model_lead"]) and provs["ridge"]["model_lead_se"] > 0
         assert "model_lead" not in provs["model"] and "model_lead" not in provs["mean"]
         assert provs["mean"]["model_pcc_lead"] == pytest.approx(provs["model"]["pcc"] - provs["mean"]["pcc"])
