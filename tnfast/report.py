@@ -28,6 +28,7 @@ import numpy as np
 from .atomic import atomic_dir
 from .errors import InputError
 from .evaluate import LABELS, PREDICTORS, Evaluation, write_json
+from .metrics import mean_se
 
 COLUMNS = ("predictor", "n", "PearsonΔ", "PCC", "|PCC|", "MSE", "KS D", "top-50 dir.",
            "median rank", "top-1", "top-10", "")
@@ -160,7 +161,7 @@ def plot_degree(ev: Evaluation, path: Path) -> bool:
             for rows in groups.values():
                 v = pd[rows & np.isfinite(pd)]
                 means.append(v.mean() if len(v) else np.nan)
-                ses.append(v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0)
+                ses.append(mean_se(v))  # NaN (no bar) under two genes, not a false 0
             ax.bar(np.arange(len(groups)) + (k - (len(names) - 1) / 2) * width, means, width, yerr=ses,
                    color=_COLOURS[n], label=LABELS[n], capsize=2)
         labels = []
