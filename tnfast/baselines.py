@@ -13,6 +13,9 @@ they are averages (so a fallback to the training mean is exactly the mean).
   (:mod:`tnfast.model.smoothing`: its training residuals and signatures of every type diffused
   over the networks, mixed by factors fitted on valid), so the model's own correction step is
   credited to neither side;
+- ridge + own landmark: the ridge, with each landmark gene's own landmark set as
+  TranscriptionNet sets it (:mod:`tnfast.own_effect`, fitted on the ridge's training
+  pool), so that step is credited to neither side; only for types where the effect is on;
 - network average: per layer, the edge-weighted mean of the measured training signatures of
   the gene's neighbours; averaged over the layers where it has any; the training mean where it
   has none (label propagation, one hop: the classic answer a network model must beat);
@@ -30,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .data.csr import CSR
+from .own_effect import own_effect
 from .ridge import Ridge, fit_ridge
 
 KNN_KS = (1, 3, 5, 10, 20, 50, 100)
@@ -66,6 +70,23 @@ class RidgeFit(NamedTuple):
     y_train: np.ndarray
     valid_genes: np.ndarray
     y_valid: np.ndarray
+
+
+def own_landmark_baseline(pred: np.ndarray, genes: np.ndarray, own: np.ndarray, train_genes: np.ndarray,
+                          y_train: np.ndarray) -> tuple[np.ndarray | None, dict | None]:
+    """``pred`` (n, L) of gene indices ``genes`` with each landmark gene's own landmark (``own``:
+    every gene's, :func:`tnfast.own_effect.landmark_of_genes`) set to the training mean
+    + the type's effect fitted on (``train_genes``, ``y_train``). Returns (predictions or None
+    when the effect is off, its record or None without landmark genes among ``train_genes``)."""
+    mean = training_mean(y_train)
+    record, shift = own_effect(np.asarray(y_train, np.float64) - mean, own[train_genes])
+    if shift is None:
+        return None, record
+    out = np.array(pred, np.float64)
+    rows = np.flatnonzero(own[genes] >= 0)
+    lm = own[genes[rows]]
+    out[rows, lm] = mean[lm] + shift[lm]
+    return out, record
 
 
 def ridge_residual_baseline(graph, x: np.ndarray, fits: Mapping[str, RidgeFit], eval_genes: Mapping[str, np.ndarray],

@@ -18,7 +18,7 @@ Per type, every predictor is scored on the same genes, per signature, then avera
   prediction gets the chance rank); median rank, top-1 and top-10 hit rates.
 
 Predictors: ``model`` and the baselines of :mod:`tnfast.baselines` (``mean``, ``ridge``,
-``knn``, ``network``, ``other_type``, ``oracle``), each fitted only on the bundle's training
+``ridge_own`` where a type has an own-landmark effect, ``knn``, ``network``, ``other_type``, ``oracle``), each fitted only on the bundle's training
 signatures of the type (hyper-parameters on its valid signatures) with the evaluated genes
 removed from both pools, so no prediction ever sees its own signature. Bundles with a noise-free
 truth (the synthetic ones) add two ceilings: ``oracle``, the truth itself, and ``oracle_inputs``
@@ -42,19 +42,21 @@ import numpy as np
 
 from . import __version__
 from .atomic import atomic_file
-from .baselines import (RidgeFit, knn_baseline, network_average, other_type_baseline, ridge_baseline,
-                        ridge_residual_baseline, total_degree, training_mean)
+from .baselines import (RidgeFit, knn_baseline, network_average, other_type_baseline, own_landmark_baseline,
+                        ridge_baseline, ridge_residual_baseline, total_degree, training_mean)
 from .data.bundle import TYPES, Bundle, load_bundle
 from .design import DesignConfig, design_matrix
 from .errors import InputError
 from .metrics import (abs_pearson, ks_d, mean_se, paired_lead, pearson_delta, retrieval_ranks, retrieval_summary,
                       row_mse, row_pearson, snap_to_mean, top_k_direction)
+from .own_effect import landmark_of_genes
 from .runs import latest_run, read_run, runs_root
 
 EVAL_SPLITS = ("valid", "test")
-PREDICTORS = ("model", "mean", "ridge", "ridge_residual", "knn", "network", "other_type", "oracle_inputs",
+PREDICTORS = ("model", "mean", "ridge", "ridge_own", "ridge_residual", "knn", "network", "other_type", "oracle_inputs",
               "oracle")
-LABELS = {"model": "model", "mean": "training mean", "ridge": "ridge", "ridge_residual": "ridge + residual",
+LABELS = {"model": "model", "mean": "training mean", "ridge": "ridge", "ridge_own": "ridge + own landmark",
+          "ridge_residual": "ridge + residual",
           "knn": "kNN", "network": "network average", "other_type": "other type",
           "oracle_inputs": "inputs ceiling", "oracle": "oracle (noise-free)"}
 CEILINGS = ("oracle_inputs", "oracle")  # read the truth: bars above the model, not baselines to beat
@@ -424,6 +426,7 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         except InputError:
             notes.append("the bundle has neither networks nor features: no ridge or kNN baseline")
     degree = total_degree(bundle.networks, bundle.n_genes) if bundle.networks else None
+    own = landmark_of_genes(bundle.genes, bundle.landmarks)
     train_means = {o: training_mean(so.values[np.isin(so.split, fit_splits)]) for o, so in bundle.signatures.items()
                    if len(so.rows("train"))}
 
@@ -487,6 +490,10 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         if x is not None:
             preds_t["ridge"], ridge_fit = ridges[t]
             extras["ridge"] = {"alpha": ridge_fit.ridge.alpha}
+            pred_own, own_fit = own_landmark_baseline(preds_t["ridge"], genes, own, s.gene[fit], s.values[fit])
+            if pred_own is not None:
+                preds_t["ridge_own"] = pred_own
+                extras["ridge_own"] = {"own_landmark": own_fit}
             if t in corrected:
                 preds_t["ridge_residual"], choice = corrected[t]
                 extras["ridge_residual"] = {"correction": choice}

@@ -126,7 +126,8 @@ def model_parameters(shape: BundleShape, m: dict) -> int:
     rank = m.get("residual_rank", 0) if n_l else 0  # .get: as ridge_prior
     residual = t * (n * t * rank + rank * n_lm) if rank else 0  # coef, basis
     subspace = t * n_lm * SUBSPACE_RANK + t if m.get("output_subspace") else 0  # basis, rank; .get: as ridge_prior
-    return enc + fun + gensan + prior + residual + subspace + (2 * t * n_lm + t) + 2 * t  # + scaler, gate, shrink
+    own = n + t * n_lm + t if m.get("own_landmark", True) else 0  # landmark, value, on; .get: the default
+    return enc + fun + gensan + prior + residual + subspace + own + (2 * t * n_lm + t) + 2 * t  # + scaler, gate, shrink
 
 
 def _held(shape: BundleShape, m: dict) -> dict[str, float]:

@@ -51,6 +51,7 @@ from .distributed import barrier, broadcast, world
 from .errors import InputError
 from .model import (Measurements, ModelDims, MultiplexGraph, TranscriptionNet, ensemble_predict, member_measurements,
                     signature_loss, split_samples)
+from .own_effect import landmark_of_genes
 from .runs import (EMBEDDING, latest_incomplete_run, load_embedding, member_weights, new_run_id, read_json, run_record,
                    pool_scores, runs_root, save_embedding, signature_scores, split_scores)
 from .train_config import RunConfig, TrainConfig, auto_profile, from_dict, resolve
@@ -340,8 +341,10 @@ def load_members(run_dir: Path, bundle: Bundle, graph: MultiplexGraph, cfg: RunC
             model = new_model(graph, cfg, len(bundle.landmarks), cfg.train.seed)
         try:
             weights = load_tensors(path, device)
-            if model.subspace is not None:  # saved before the output subspace existed: none
-                weights = {**{f"subspace.{k}": v for k, v in model.subspace.state_dict().items()}, **weights}
+            # saved before the output subspace or the own-landmark effect existed: none (defaults)
+            later = {"subspace": model.subspace, "own_landmark": model.own_landmark}
+            weights = {**{f"{name}.{k}": v for name, m in later.items() if m is not None
+                          for k, v in m.state_dict().items()}, **weights}
             model.load_state_dict(weights)
         except (RuntimeError, TypeError) as e:  # missing, extra or misshapen tensors
             raise InputError(path, f"cannot load model weights ({type(e).__name__}: {e})") from None
@@ -464,11 +467,16 @@ def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int,
     subspace_fits = {}
     if valid.types:
         subspace_fits = fit_output_scales(model, graph, meas, valid, dev, tc.precision, (s_genes, s_types, s_truth))
-        if rank == 0:
-            _save(model.state_dict(), best_path)
+    own_fits = None
+    if model.own_landmark is not None:
+        own = torch.from_numpy(landmark_of_genes(bundle.genes, bundle.landmarks))
+        own_fits = {TYPES[t]: f for t, f in model.own_landmark.fit(own, s_genes, s_types, s_truth).items()}
+    if rank == 0 and (valid.types or own_fits is not None):
+        _save(model.state_dict(), best_path)
     progress(f"{label}best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f})")
     record = {"seed": tc.seed, "best_step": st["best_step"], "steps": st["step"],
               "gate": dict(zip(TYPES, model.gate.tolist())), "shrink": dict(zip(TYPES, model.shrink.tolist())),
+              "own_landmark": own_fits,
               "residual_correction": None if model.residual is None
               else {TYPES[t]: c for t, c in model.residual.choice.items()},
               "output_subspace": None if model.subspace is None else {
@@ -521,6 +529,8 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
     penalty does."""
     model.gate.fill_(1.0)
     model.shrink.fill_(1.0)
+    if model.own_landmark is not None:
+        model.own_landmark.on.zero_()  # fitted after these (a resumed member may hold it)
     if model.residual is not None:
         model.residual.clear()  # the residuals are those of the model without it
     if model.subspace is not None:

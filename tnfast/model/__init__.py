@@ -38,13 +38,14 @@ from .loss import row_pearson, signature_loss
 from .prior import RidgePrior, n_prior_inputs, prior_inputs
 from .reconstruction import reconstruction_loss, sample_pairs
 from .samples import Measurements, gensan_input, split_samples
+from .own_landmark import OwnLandmark
 from .scaler import Scaler
 from .smoothing import ResidualCorrection
 from .subspace import OutputSubspace
 
 __all__ = [
     "AxialBlock", "FunDNN", "GenSAN", "Measurements", "ModelConfig", "ModelDims", "ModelOutput", "MultiplexEncoder",
-    "MultiplexGraph", "PROFILES", "RidgePrior", "Scaler", "TranscriptionNet", "ensemble_predict", "gensan_input",
+    "MultiplexGraph", "OwnLandmark", "PROFILES", "RidgePrior", "Scaler", "TranscriptionNet", "ensemble_predict", "gensan_input",
     "masked_fusion", "member_measurements", "profile", "reconstruction_loss", "row_pearson", "sample_pairs", "signature_loss", "split_samples",
 ]
 
@@ -101,12 +102,14 @@ class TranscriptionNet(nn.Module):
         self.residual = (ResidualCorrection(dims.n_genes, config.residual_rank, dims.n_landmarks, n_types)
                          if config.residual_rank > 0 and dims.n_layers else None)
         self.subspace = OutputSubspace(dims.n_landmarks, n_types) if config.output_subspace else None
+        self.own_landmark = OwnLandmark(dims.n_genes, dims.n_landmarks, n_types) if config.own_landmark else None
         self.scaler = Scaler(dims.n_landmarks, n_types, config.scale_per_landmark)
         # Fitted per type on the valid split after training (tnfast.train.fit_output_scales),
         # 1 = none: ``gate`` weighs what training added to the ridge prior (prediction = prior +
         # gate x (model - prior)); then the residual correction is added, the result projected
         # onto the output subspace (rank 0 = none); ``shrink`` scales the
-        # predicted deviation from the training mean (scaled units are centred on it).
+        # predicted deviation from the training mean (scaled units are centred on it). Last, the
+        # own-landmark effect (fitted on the training split) sets landmark genes' own landmark.
         self.register_buffer("gate", torch.ones(n_types))
         self.register_buffer("shrink", torch.ones(n_types))
 
@@ -215,10 +218,11 @@ class TranscriptionNet(nn.Module):
                 inputs: torch.Tensor | None = None, genes: torch.Tensor | None = None) -> torch.Tensor:
         """(n, T, L) predictions of every type for n genes, in the signatures' units when
         ``unscale`` (else scaled); ``inputs`` as for :meth:`first_guess`; ``genes``: the (n,)
-        gene indices, needed once the residual correction is fitted. Each type t is
+        gene indices, needed once the residual correction or the own-landmark effect is fitted. Each type t is
         predicted as a sample with target t (its own measurement never used); genes with no
         usable measurement in another type share one GenSAN run for all their types (their three
-        inputs are identical). Then ``gate`` and ``shrink`` apply (see ``__init__``)."""
+        inputs are identical). Then ``gate``, ``shrink`` and the own-landmark effect apply (see
+        ``__init__``)."""
         n, t_n = emb_rows.shape[0], len(TYPES)
         base = self._prior_rows(inputs)
         guess = self._guess(emb_rows, base).float()  # float32 out, also under autocast
@@ -252,6 +256,11 @@ class TranscriptionNet(nn.Module):
         if self.subspace is not None:
             out = self.subspace(out)
         out = out * self.shrink.to(out)[None, :, None]
+        if self.own_landmark is not None:
+            if genes is not None:
+                out = self.own_landmark(out, genes)
+            elif bool(self.own_landmark.on.any()):
+                raise ValueError("this model's own-landmark effect is fitted; pass the genes' indices (genes=)")
         return self.scaler.inverse(out) if unscale else out
 
     @torch.no_grad()

@@ -57,6 +57,9 @@ class ModelConfig:
     # after that, each type's predictions projected onto its training signatures' leading
     # principal directions, how many (tnfast.model.subspace.RANKS) chosen on valid
     output_subspace: bool = True
+    # a landmark gene's prediction at its own landmark set to its type's mean knock-down (or
+    # over-expression) effect, fitted on the training split (tnfast.model.own_landmark)
+    own_landmark: bool = True
     dropout: float = 0.1  # FunDNN and GenSAN
     # ---- GenSAN ---------------------------------------------------------------------------
     row_heads: int = 8  # attention across the 3 rows: each row (978-wide) projected to heads
@@ -75,7 +78,8 @@ class ModelConfig:
     scale_per_landmark: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("use_features", "use_edge_weights", "ridge_prior", "output_subspace", "scale_per_landmark"):
+        for name in ("use_features", "use_edge_weights", "ridge_prior", "output_subspace", "own_landmark",
+                     "scale_per_landmark"):
             v = getattr(self, name)
             if not isinstance(v, bool):  # 3 or "no" would otherwise read as true
                 raise ValueError(f"model config: {name} must be true or false, got {v!r}")
