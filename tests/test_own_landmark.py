@@ -187,3 +187,11 @@ def test_evaluate_shows_ridge_with_the_same_effect(planted):
     np.testing.assert_array_equal(with_own[~mask], ridge[~mask])
     np.testing.assert_allclose(with_own[mask], model[mask], rtol=1e-4, atol=1e-5)
     assert rnai["ridge_own"]["pearson_delta"] > rnai["ridge"]["pearson_delta"]
+
+
+def test_own_landmark_text():
+    from tnfast.train import own_landmark_text
+
+    assert own_landmark_text({"RNAi": {"n": 46, "z": -5.3479, "se": 0.3417, "on": True},
+                              "OE": {"n": 28, "z": 1.3951, "se": 0.6979, "on": False}}) == \
+        "RNAi z -5.35 (46 genes), OE off (z +1.40 ± 0.70, 28 genes)"
