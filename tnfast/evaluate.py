@@ -18,9 +18,10 @@ Per type, every predictor is scored on the same genes, per signature, then avera
   prediction gets the chance rank); median rank, top-1 and top-10 hit rates.
 
 Predictors: ``model`` and the baselines of :mod:`tnfast.baselines` (``mean``, ``ridge``,
-``ridge_own`` where a type has an own-landmark effect, ``knn``, ``network``, ``other_type``, ``oracle``), each fitted only on the bundle's training
-signatures of the type (hyper-parameters on its valid signatures) with the evaluated genes
-removed from both pools, so no prediction ever sees its own signature. Bundles with a noise-free
+``ridge_own`` where a type has an own-landmark effect, ``knn``, ``network``, ``other_type``,
+``oracle``), each fitted only on the bundle's training signatures of the type
+(hyper-parameters on its valid signatures) with the evaluated genes removed from both pools,
+so no prediction ever sees its own signature. Bundles with a noise-free
 truth (the synthetic ones) add two ceilings: ``oracle``, the truth itself, and ``oracle_inputs``
 (:func:`inputs_ceiling`), a ridge on the inputs fitted to the truth of every other gene, which
 says how much of the oracle the inputs can show at all. ``other_type`` is scored

@@ -35,10 +35,10 @@ from .gensan import AxialBlock, GenSAN
 from .graph import MultiplexGraph
 from .heads import FunDNN
 from .loss import row_pearson, signature_loss
+from .own_landmark import OwnLandmark
 from .prior import RidgePrior, n_prior_inputs, prior_inputs
 from .reconstruction import reconstruction_loss, sample_pairs
 from .samples import Measurements, gensan_input, split_samples
-from .own_landmark import OwnLandmark
 from .scaler import Scaler
 from .smoothing import ResidualCorrection
 from .subspace import OutputSubspace
@@ -218,10 +218,10 @@ class TranscriptionNet(nn.Module):
                 inputs: torch.Tensor | None = None, genes: torch.Tensor | None = None) -> torch.Tensor:
         """(n, T, L) predictions of every type for n genes, in the signatures' units when
         ``unscale`` (else scaled); ``inputs`` as for :meth:`first_guess`; ``genes``: the (n,)
-        gene indices, needed once the residual correction or the own-landmark effect is fitted. Each type t is
-        predicted as a sample with target t (its own measurement never used); genes with no
-        usable measurement in another type share one GenSAN run for all their types (their three
-        inputs are identical). Then ``gate``, ``shrink`` and the own-landmark effect apply (see
+        gene indices, needed once the residual correction or the own-landmark effect is fitted.
+        Each type t is predicted as a sample with target t (its own measurement never used);
+        genes with no usable measurement in another type share one GenSAN run for all their
+        types (their three inputs are identical). Then ``gate``, ``shrink`` and the own-landmark effect apply (see
         ``__init__``)."""
         n, t_n = emb_rows.shape[0], len(TYPES)
         base = self._prior_rows(inputs)
