@@ -54,8 +54,8 @@ from .own_effect import landmark_of_genes
 from .runs import latest_run, read_run, runs_root
 
 EVAL_SPLITS = ("valid", "test")
-PREDICTORS = ("model", "mean", "ridge", "ridge_own", "ridge_residual", "knn", "network", "other_type", "oracle_inputs",
-              "oracle")
+PREDICTORS = ("model", "mean", "ridge", "ridge_own", "ridge_residual", "knn", "network", "other_type",
+              "oracle_inputs", "oracle")
 LABELS = {"model": "model", "mean": "training mean", "ridge": "ridge", "ridge_own": "ridge + own landmark",
           "ridge_residual": "ridge + residual",
           "knn": "kNN", "network": "network average", "other_type": "other type",

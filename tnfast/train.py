@@ -471,7 +471,7 @@ def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int,
     if model.own_landmark is not None:
         own = torch.from_numpy(landmark_of_genes(bundle.genes, bundle.landmarks))
         own_fits = {TYPES[t]: f for t, f in model.own_landmark.fit(own, s_genes, s_types, s_truth).items()}
-    if rank == 0 and (valid.types or own_fits is not None):
+    if rank == 0 and (valid.types or model.own_landmark is not None):  # something was fitted
         _save(model.state_dict(), best_path)
     progress(f"{label}best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f})"
              + (f"; own landmark: {own_landmark_text(own_fits)}" if own_fits else ""))
