@@ -23,7 +23,7 @@ import zarr
 from conftest import SHARED_DATA, tnfast
 from test_orgdb import make_db
 
-from tnfast.data.bundle import Bundle, Signatures, load_bundle
+from tnfast.data.bundle import Bundle, Locations, Signatures, load_bundle
 from tnfast.data.gctx import GCT, write_gctx
 
 LM = [str(x) for x in (16, 23, 25, 30, 39, 47, 102, 128, 142, 154)]  # landmark ids of the small files
@@ -75,6 +75,10 @@ def features(path: Path) -> Path:
     return text(path, "gene_id\tf0\tf1\n" + "".join(f"{g}\t0.{g}\t-0.{g}\n" for g in GENES))
 
 
+def locations(d: Path, rows: str) -> Path:
+    return text(d / "loc.tsv", "gene_id\tchromosome\tstart\tarm\n" + rows)
+
+
 def split(path: Path) -> Path:
     return text(path, "gene_id\tsplit\n" + "".join(f"{g}\t{'train' if int(g) < 7 else 'valid'}\n" for g in GENES))
 
@@ -100,6 +104,15 @@ def bundle(path: Path) -> Path:
     Bundle(np.array(GENES), np.array(LM), signatures={"RNAi": Signatures(
         np.arange(3, dtype=np.int32), np.zeros((3, len(LM)), np.float32), np.array(["train"] * 3))},
         meta={"name": "b"}).save(path)
+    return path
+
+
+def located(path: Path) -> Path:
+    """A bundle with gene and landmark locations."""
+    gene_loc, landmark_loc = (Locations(np.full(n, "1"), np.arange(n, dtype=np.int64), np.full(n, "p"))
+                              for n in (len(GENES), len(LM)))
+    Bundle(np.array(GENES), np.array(LM), meta={"name": "b"}, gene_locations=gene_loc,
+           landmark_locations=landmark_loc).save(path)
     return path
 
 
@@ -393,6 +406,23 @@ CASES: dict[str, Build] = {
                                         ["directory"])),
     "orgdb_unreadable": file_case(lambda d: (unreadable(make_db(d / "org.Hs.eg.sqlite")), lambda f: orgdb_args(d, f),
                                       ["permission denied"])),
+    "orgdb_without_location_table": file_case(lambda d: (orgdb_without(d, "chromosome_locations"), lambda f: orgdb_args(d, f),
+                                                  ["no table 'chromosome_locations'"])),
+    # ---- locations tables
+    "locations_start_not_integer": file_case(lambda d: (locations(d, "1\t19\t5.5\tq\n"), lambda f: sig(
+        d, gctx(d / "s.gctx"), "--locations", f), ["line 2", "start '5.5'", "integer"])),
+    "locations_bad_arm": file_case(lambda d: (locations(d, "1\t19\t5\tq\n2\t3\t7\tcen\n"), lambda f: sig(
+        d, gctx(d / "s.gctx"), "--locations", f), ["line 3", "arm 'cen'", "p or q"])),
+    "locations_band_elsewhere": file_case(lambda d: (text(d / "loc.csv", "gene_id,chromosome,start,cytoband\n1,19,5,12p13\n"),
+                                              lambda f: sig(d, gctx(d / "s.gctx"), "--locations", f),
+                                              ["line 2", "'12p13'", "chromosome 19"])),
+    "locations_no_arm_column": file_case(lambda d: (text(d / "loc.tsv", "gene_id\tchromosome\tstart\n1\t19\t5\n"),
+                                             lambda f: sig(d, gctx(d / "s.gctx"), "--locations", f),
+                                             ["line 1", "arm or cytoband"])),
+    "locations_ids_match_nothing": file_case(lambda d: (locations(d, "TP53\t17\t7661779\tp\n"), lambda f: sig(
+        d, gctx(d / "s.gctx"), "--locations", f), ["none of its 1 gene ids"])),
+    "locations_is_directory": file_case(lambda d: (folder(d / "loc.tsv"), lambda f: sig(
+        d, gctx(d / "s.gctx"), "--locations", f), ["directory"])),
     # ---- bundles (tnfast data info)
     "info_newer_version": lambda d: (["data", "info", manifest(d, version=99)],
                                      [str(d / "b" / "bundle.json"), "version 99", "upgrade"]),
@@ -405,6 +435,8 @@ CASES: dict[str, Build] = {
                                                   [str(d / "b" / "bundle.json"), "'layers'"]),
     "info_manifest_types_not_a_list": lambda d: (["data", "info", manifest(d, types=3)],
                                                  [str(d / "b" / "bundle.json"), "'types'"]),
+    "info_locations_truncated": lambda d: (["data", "info", (located(d / "b"), half(d / "b" / "locations.npz"))[0]],
+                                           [str(d / "b" / "locations.npz"), "not a readable .npz"]),
     "info_signatures_truncated": lambda d: (["data", "info", (bundle(d / "b"), half(d / "b" / "signatures" / "RNAi.npz"))[0]],
                                             [str(d / "b" / "signatures" / "RNAi.npz"), "not a readable .npz"]),
     # ---- preds.zarr (tnfast query / tnfast export)
@@ -490,11 +522,13 @@ def test_the_baselines_are_valid(tmp_path):
     r = tnfast(*sig(d, gctx(d / "s.gctx"), "--signatures", tsv_matrix(d / "t.tsv"), "--type", "RNAi",
                     "--features", features(d / "f.tsv"), "--edges", f"ppi={edges(d / 'e.tsv')}",
                     "--split", f"RNAi={split(d / 'sp.tsv')}", "--orgdb", make_db(d / "org.Hs.eg.sqlite"),
-                    "--layers", "go-bp,kegg"), cwd=d)
+                    "--layers", "go-bp,kegg", "--locations", locations(d, "1\t19\t5\tq\n")), cwd=d)
     assert r.returncode == 0, r.stderr
     b = load_bundle(d / "out")
     assert list(b.networks) == ["ppi", "go-bp", "kegg"] and len(b.signatures["RNAi"].gene) == len(GENES)
+    assert b.gene_locations.chromosome[0] == "19"
     assert tnfast("data", "info", bundle(d / "b"), cwd=d).returncode == 0
+    assert tnfast("data", "info", located(d / "located"), cwd=d).returncode == 0
     s = store(d / "p.zarr")
     r = tnfast("query", "--preds", s, "--signature", query_tsv(d), "--method", "wtcs", "--out", d / "hits.tsv", cwd=d)
     assert r.returncode == 0 and (d / "hits.tsv").is_file(), r.stderr

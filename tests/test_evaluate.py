@@ -236,7 +236,7 @@ def test_cli_tables_json_schema_and_report(cli):
         ts = doc["types"][t]
         assert ts["n"] == len(s.rows("test"))
         for name in PREDICTORS:
-            if name in ("other_type", "ridge_own") and name not in ts:  # (no landmark genes here)
+            if name in ("other_type", "ridge_effects") and name not in ts:  # (no landmark genes or locations here)
                 continue
             assert set(METRICS) <= set(ts[name]), (t, name)
             assert all(isinstance(ts[name][k], float | int) for k in METRICS)

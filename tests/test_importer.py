@@ -409,6 +409,8 @@ def test_split_file_aliases_and_propagation(tmp_path):
 def test_nothing_to_import(tmp_path):
     with pytest.raises(InputError, match="nothing to import"):
         import_bundle(tmp_path / "b")
+    with pytest.raises(InputError, match="nothing to import.*--orgdb with --layers"):  # locations alone name no genes
+        import_bundle(tmp_path / "b", orgdb=tmp_path / "org.Hs.eg.sqlite", layers=())
 
 
 # --------------------------------------------------------------------------- bad input

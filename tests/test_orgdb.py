@@ -24,6 +24,8 @@ SCHEMA = {
     "kegg": "_id INTEGER NOT NULL, path_id CHAR(5) NOT NULL",
     "pfam": "_id INTEGER NOT NULL, ipi_id CHAR(11), pfam_id CHAR(7) NULL",
     "cytogenetic_locations": "_id INTEGER NOT NULL, cytogenetic_location VARCHAR(20) NOT NULL",
+    "chromosome_locations": "_id INTEGER NOT NULL, seqname VARCHAR(20) NOT NULL, start_location INTEGER NOT NULL, "
+                            "end_location INTEGER NOT NULL",
 }
 
 # _id -> Entrez id; ids chosen so that numeric and string order differ. _id 8 has no
@@ -51,7 +53,19 @@ ROWS = {
     ],
     "cytogenetic_locations": [
         (1, "6p21.3"), (2, "6p21.3 alternate reference locus"), (3, "6p21.3"),
-        (4, "1p"), (5, "12p13.31"),
+        (4, "1p"), (5, "12p13.31"), (7, "2cen-q13"),  # 7: a centromere range, no arm
+    ],
+    # as org.Hs.eg.db has them: minus-strand genes negative, alt-contig rows, genes on two
+    # chromosomes; 6 is mitochondrial ("M"), 8 has no location, 99 is no gene
+    "chromosome_locations": [
+        (1, "6", 31_000_000, 31_010_000),
+        (2, "6_GL000251v2_alt", 3_934_020, 3_947_089), (2, "6", -32_000_100, -32_000_000),
+        (3, "6", -33_000_500, -33_000_000),
+        (4, "1", 1_000, 2_000),
+        (5, "X", 155_881_344, 155_943_769), (5, "12", 9_067_707, 9_115_919),  # its band says 12
+        (6, "M", -7_443, -7_514),
+        (7, "2", 100, 200),
+        (99, "3", 5, 6),
     ],
 }
 

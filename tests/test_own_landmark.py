@@ -125,6 +125,7 @@ def test_a_trained_run_fits_the_planted_effect_and_predicts_it(planted):
     (member,) = run["members"]
     fit = member["own_landmark"]
     assert "OE" not in fit or not fit["OE"]["on"]  # nothing planted there
+    assert member["arm_effect"] is None  # the bundle has no gene locations
     p = load_predictor(planted)
     b = p.bundle
     own = landmark_of_genes(b.genes, b.landmarks)
@@ -166,27 +167,29 @@ def test_a_run_saved_before_the_effect_predicts_without_it(planted, tmp_path):
 
 
 def test_evaluate_shows_ridge_with_the_same_effect(planted):
-    """The ridge + own landmark baseline: the ridge's predictions with the effect the model
-    fitted (the same training pool, so the same record) at the landmark genes' own landmark."""
+    """The ridge + landmark effects baseline: the ridge's predictions with the effect the model
+    fitted (the same training pool, so the same record) at the landmark genes' own landmark
+    (the bundle has no locations: no arm effect)."""
     from tnfast.evaluate import evaluate
 
     ev = evaluate(planted, split="test")
     (member,) = read_run(planted)["members"]
     rnai = ev.summary["types"]["RNAi"]
-    assert rnai["ridge_own"]["own_landmark"] == member["own_landmark"]["RNAi"]
-    assert all("ridge_own" not in ev.summary["types"][t] for t in ("CRISPR", "OE"))
+    assert rnai["ridge_effects"]["own_landmark"] == member["own_landmark"]["RNAi"]
+    assert rnai["ridge_effects"]["arm_effect"] is None
+    assert all("ridge_effects" not in ev.summary["types"][t] for t in ("CRISPR", "OE"))
     d = ev.details["RNAi"]
     b = load_predictor(planted).bundle
     index = b.gene_index()
     own = landmark_of_genes(b.genes, b.landmarks)[[index[g] for g in d.gene_ids]]
     rows = np.flatnonzero(own >= 0)
     assert len(rows)
-    ridge, with_own, model = d.preds["ridge"], d.preds["ridge_own"], d.preds["model"]
+    ridge, with_own, model = d.preds["ridge"], d.preds["ridge_effects"], d.preds["model"]
     mask = np.zeros(ridge.shape, bool)
     mask[rows, own[rows]] = True
     np.testing.assert_array_equal(with_own[~mask], ridge[~mask])
     np.testing.assert_allclose(with_own[mask], model[mask], rtol=1e-4, atol=1e-5)
-    assert rnai["ridge_own"]["pearson_delta"] > rnai["ridge"]["pearson_delta"]
+    assert rnai["ridge_effects"]["pearson_delta"] > rnai["ridge"]["pearson_delta"]
 
 
 def test_own_landmark_text():

@@ -13,9 +13,10 @@ they are averages (so a fallback to the training mean is exactly the mean).
   (:mod:`tnfast.model.smoothing`: its training residuals and signatures of every type diffused
   over the networks, mixed by factors fitted on valid), so the model's own correction step is
   credited to neither side;
-- ridge + own landmark: the ridge, with each landmark gene's own landmark set as
-  TranscriptionNet sets it (:mod:`tnfast.own_effect`, fitted on the ridge's training
-  pool), so that step is credited to neither side; only for types where the effect is on;
+- ridge + landmark effects: the ridge, with the chromosome-arm shift added and each landmark
+  gene's own landmark set as TranscriptionNet does last (:mod:`tnfast.arm_effect`,
+  :mod:`tnfast.own_effect`, fitted on the ridge's training pool), so those steps are credited
+  to neither side; only for types where an effect is on;
 - network average: per layer, the edge-weighted mean of the measured training signatures of
   the gene's neighbours; averaged over the layers where it has any; the training mean where it
   has none (label propagation, one hop: the classic answer a network model must beat);
@@ -32,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from .arm_effect import arm_effect, pair_classes
 from .data.csr import CSR
 from .own_effect import own_effect
 from .ridge import Ridge, fit_ridge
@@ -72,21 +74,37 @@ class RidgeFit(NamedTuple):
     y_valid: np.ndarray
 
 
-def own_landmark_baseline(pred: np.ndarray, genes: np.ndarray, own: np.ndarray, train_genes: np.ndarray,
-                          y_train: np.ndarray) -> tuple[np.ndarray | None, dict | None]:
-    """``pred`` (n, L) of gene indices ``genes`` with each landmark gene's own landmark (``own``:
-    every gene's, :func:`tnfast.own_effect.landmark_of_genes`) set to the training mean
-    + the type's effect fitted on (``train_genes``, ``y_train``). Returns (predictions or None
-    when the effect is off, its record or None without landmark genes among ``train_genes``)."""
+def landmark_effects_baseline(pred: np.ndarray, genes: np.ndarray, train_genes: np.ndarray, y_train: np.ndarray,
+                              own: np.ndarray, codes: tuple[np.ndarray, ...] | None
+                              ) -> tuple[np.ndarray | None, dict]:
+    """``pred`` (n, L) of gene indices ``genes`` with the landmark effects TranscriptionNet adds
+    last, fitted on (``train_genes``, ``y_train``): the chromosome-arm shift
+    (:mod:`tnfast.arm_effect`; ``codes`` its :func:`~tnfast.arm_effect.location_codes` of
+    every gene and landmark, None without locations), then each landmark gene's own landmark
+    (``own``: every gene's, :func:`tnfast.own_effect.landmark_of_genes`) set to the training
+    mean + the type's effect. Returns (predictions, or None when no effect is on; the records
+    of the fits, ``own_landmark`` and ``arm_effect``, None where nothing was fitted)."""
     mean = training_mean(y_train)
-    record, shift = own_effect(np.asarray(y_train, np.float64) - mean, own[train_genes])
-    if shift is None:
-        return None, record
+    dev = np.asarray(y_train, np.float64) - mean
+    records: dict = {"own_landmark": None, "arm_effect": None}
     out = np.array(pred, np.float64)
-    rows = np.flatnonzero(own[genes] >= 0)
-    lm = own[genes[rows]]
-    out[rows, lm] = mean[lm] + shift[lm]
-    return out, record
+    changed = False
+    if codes is not None:
+        def classes(rows):
+            return pair_classes(*(c[rows][:, None] for c in codes[:3]), *(c[None] for c in codes[3:]))
+
+        records["arm_effect"], shift = arm_effect(dev, classes(train_genes))
+        if shift is not None:
+            cls = classes(genes)
+            out += np.where(cls >= 0, shift[np.maximum(cls, 0), np.arange(shift.shape[1])], 0.0)
+            changed = True
+    records["own_landmark"], value = own_effect(dev, own[train_genes])
+    if value is not None:
+        rows = np.flatnonzero(own[genes] >= 0)
+        lm = own[genes[rows]]
+        out[rows, lm] = mean[lm] + value[lm]
+        changed = True
+    return (out if changed else None), records
 
 
 def ridge_residual_baseline(graph, x: np.ndarray, fits: Mapping[str, RidgeFit], eval_genes: Mapping[str, np.ndarray],

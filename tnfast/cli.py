@@ -94,9 +94,10 @@ def data_import(
     edges: Annotated[Optional[list[str]], typer.Option("--edges", help="NAME=FILE edge list (repeatable).")] = None,
     id_map: Annotated[Optional[Path], typer.Option(help="Two-column table mapping edge-list ids (symbols, STRING proteins) to gene ids.")] = None,
     min_score: Annotated[Optional[float], typer.Option(help="Keep edges whose score column is at least this (e.g. STRING combined_score 700).")] = None,
-    orgdb: Annotated[Optional[Path], typer.Option(help="org.Hs.eg.sqlite to build co-annotation layers from.")] = None,
-    layers: Annotated[str, typer.Option(help="Co-annotation layers from --orgdb (go-bp,go-mf,go-cc,kegg,pfam,cytoband).")] = "go-bp,go-mf,go-cc,kegg,pfam,cytoband",
+    orgdb: Annotated[Optional[Path], typer.Option(help="org.Hs.eg.sqlite to build co-annotation layers and gene locations from.")] = None,
+    layers: Annotated[str, typer.Option(help="Co-annotation layers from --orgdb (go-bp,go-mf,go-cc,kegg,pfam,cytoband), or none (locations only).")] = "go-bp,go-mf,go-cc,kegg,pfam,cytoband",
     max_term_size: Annotated[int, typer.Option(help="Largest annotation term (in genes) that still links its genes.")] = 100,
+    locations: Annotated[Optional[Path], typer.Option(help="Gene locations table (gene_id, chromosome, start, arm or cytoband); wins over --orgdb for the genes it lists.")] = None,
     split: Annotated[Optional[list[str]], typer.Option("--split", help="TYPE=FILE given split (gene_id, split) (repeatable).")] = None,
     genes: Annotated[Optional[Path], typer.Option(help="Restrict the gene universe to these ids.")] = None,
     max_unknown: Annotated[float, typer.Option(help="Largest fraction of ids that may match nothing before it is an error.")] = 0.2,
@@ -112,11 +113,17 @@ def data_import(
     path = import_bundle(
         out_dir, signatures=signatures or [], sig_type=parse_type(sig_type, "--type") if sig_type else None,
         gene_field=gene_field, features=features, feature_genes=feature_genes, edges=_pairs(edges, "--edges"),
-        id_map=id_map, min_score=min_score, orgdb=orgdb,
-        layers=[x.strip() for x in layers.split(",") if x.strip()] if orgdb else (),
-        max_term_size=max_term_size, splits=_pairs(split, "--split"), genes=genes, max_unknown=max_unknown,
+        id_map=id_map, min_score=min_score, orgdb=orgdb, layers=_layers(layers) if orgdb else (),
+        max_term_size=max_term_size, locations=locations, splits=_pairs(split, "--split"), genes=genes,
+        max_unknown=max_unknown,
         seed=seed, name=name, overwrite=overwrite, progress=_say, max_memory=limit)
     _info(path)
+
+
+def _layers(value: str) -> list[str]:
+    """--layers: comma-separated names; "none" (or nothing) asks for none."""
+    names = [x.strip() for x in value.split(",") if x.strip()]
+    return [] if [x.lower() for x in names] == ["none"] else names
 
 
 @data_app.command("info")
@@ -142,6 +149,9 @@ def _info(path: Path) -> None:
         out.print("networks: none")
     f = b.features
     out.print("features: none" if f is None else f"features: {f.values.shape[1]} per gene, for {int(f.present.sum()):,} genes")
+    if b.gene_locations is not None:
+        out.print(f"locations: {_coverage(b.gene_locations, 'genes')}, {_coverage(b.landmark_locations, 'landmarks')}",
+                  soft_wrap=True)
     if b.signatures:
         t = Table("type", "signatures", "train", "valid", "test", title="signatures")
         for name, s in b.signatures.items():
@@ -151,6 +161,11 @@ def _info(path: Path) -> None:
         out.print("signatures: none")
     if b.truth:
         out.print(f"noise-free truth: {', '.join(b.truth)} (synthetic)")
+
+
+def _coverage(loc, who: str) -> str:
+    """'584 of 600 genes (580 with an arm)'."""
+    return f"{int((loc.chromosome != '').sum()):,} of {len(loc.chromosome):,} {who} ({int((loc.arm != '').sum()):,} with an arm)"
 
 
 @data_app.command("synth")

@@ -18,7 +18,7 @@ Per type, every predictor is scored on the same genes, per signature, then avera
   prediction gets the chance rank); median rank, top-1 and top-10 hit rates.
 
 Predictors: ``model`` and the baselines of :mod:`tnfast.baselines` (``mean``, ``ridge``,
-``ridge_own`` where a type has an own-landmark effect, ``knn``, ``network``, ``other_type``,
+``ridge_effects`` where a type has an own-landmark or chromosome-arm effect, ``knn``, ``network``, ``other_type``,
 ``oracle``), each fitted only on the bundle's training signatures of the type
 (hyper-parameters on its valid signatures) with the evaluated genes removed from both pools,
 so no prediction ever sees its own signature. Bundles with a noise-free
@@ -42,8 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .arm_effect import location_codes
 from .atomic import atomic_file
-from .baselines import (RidgeFit, knn_baseline, network_average, other_type_baseline, own_landmark_baseline,
+from .baselines import (RidgeFit, knn_baseline, landmark_effects_baseline, network_average, other_type_baseline,
                         ridge_baseline, ridge_residual_baseline, total_degree, training_mean)
 from .data.bundle import TYPES, Bundle, load_bundle
 from .design import DesignConfig, design_matrix
@@ -54,9 +55,9 @@ from .own_effect import landmark_of_genes
 from .runs import latest_run, read_run, runs_root
 
 EVAL_SPLITS = ("valid", "test")
-PREDICTORS = ("model", "mean", "ridge", "ridge_own", "ridge_residual", "knn", "network", "other_type",
+PREDICTORS = ("model", "mean", "ridge", "ridge_effects", "ridge_residual", "knn", "network", "other_type",
               "oracle_inputs", "oracle")
-LABELS = {"model": "model", "mean": "training mean", "ridge": "ridge", "ridge_own": "ridge + own landmark",
+LABELS = {"model": "model", "mean": "training mean", "ridge": "ridge", "ridge_effects": "ridge + landmark effects",
           "ridge_residual": "ridge + residual",
           "knn": "kNN", "network": "network average", "other_type": "other type",
           "oracle_inputs": "inputs ceiling", "oracle": "oracle (noise-free)"}
@@ -428,6 +429,8 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
             notes.append("the bundle has neither networks nor features: no ridge or kNN baseline")
     degree = total_degree(bundle.networks, bundle.n_genes) if bundle.networks else None
     own = landmark_of_genes(bundle.genes, bundle.landmarks)
+    locations = (location_codes(bundle.gene_locations, bundle.landmark_locations)
+                 if bundle.gene_locations is not None else None)
     train_means = {o: training_mean(so.values[np.isin(so.split, fit_splits)]) for o, so in bundle.signatures.items()
                    if len(so.rows("train"))}
 
@@ -491,10 +494,11 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         if x is not None:
             preds_t["ridge"], ridge_fit = ridges[t]
             extras["ridge"] = {"alpha": ridge_fit.ridge.alpha}
-            pred_own, own_fit = own_landmark_baseline(preds_t["ridge"], genes, own, s.gene[fit], s.values[fit])
-            if pred_own is not None:
-                preds_t["ridge_own"] = pred_own
-                extras["ridge_own"] = {"own_landmark": own_fit}
+            pred_fx, fx_fits = landmark_effects_baseline(preds_t["ridge"], genes, s.gene[fit], s.values[fit], own,
+                                                         locations)
+            if pred_fx is not None:
+                preds_t["ridge_effects"] = pred_fx
+                extras["ridge_effects"] = fx_fits
             if t in corrected:
                 preds_t["ridge_residual"], choice = corrected[t]
                 extras["ridge_residual"] = {"correction": choice}

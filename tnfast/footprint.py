@@ -47,6 +47,7 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
+from .arm_effect import CLASSES as ARM_CLASSES
 from .memory import format_count, memory_bound, peak_note, process_rss, require
 
 __all__ = ["BundleShape", "bundle_shape", "model_parameters", "train_peak", "infer_peak", "ridge_peak", "check_train",
@@ -127,7 +128,8 @@ def model_parameters(shape: BundleShape, m: dict) -> int:
     residual = t * (n * t * rank + rank * n_lm) if rank else 0  # coef, basis
     subspace = t * n_lm * SUBSPACE_RANK + t if m.get("output_subspace") else 0  # basis, rank; .get: as ridge_prior
     own = n + t * n_lm + t if m.get("own_landmark", True) else 0  # landmark, value, on; .get: the default
-    return enc + fun + gensan + prior + residual + subspace + own + (2 * t * n_lm + t) + 2 * t  # + scaler, gate, shrink
+    arm = 3 * (n + n_lm) + t * len(ARM_CLASSES) * n_lm + t if m.get("arm_effect", True) else 0  # codes, shift, on
+    return enc + fun + gensan + prior + residual + subspace + own + arm + (2 * t * n_lm + t) + 2 * t  # + scaler, gate, shrink
 
 
 def _held(shape: BundleShape, m: dict) -> dict[str, float]:

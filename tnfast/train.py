@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .arm_effect import location_codes
 from .atomic import atomic_file
 from .data.bundle import TYPES, Bundle, load_bundle
 from .distributed import barrier, broadcast, world
@@ -256,6 +257,9 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         run_dir, run_id = _new_run_dir(data, Path(out) if out is not None else None, cfg, rank)
     tc = cfg.train
     progress(f"building the model ({cfg.profile} profile) on {dev}")
+    if cfg.model.arm_effect and bundle.gene_locations is None and "CRISPR" in bundle.signatures and not bundle.truth:
+        progress("no gene locations in the bundle, so no chromosome-arm effect for CRISPR "  # (real data)
+                 "(`tnfast data import --orgdb` or `--locations` adds them)")
     graph = build_graph(bundle, cfg, dev, run_embedding(run_dir, bundle, cfg, rank))
     ckpt_path, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
     ck = load_tensors(ckpt_path, dev) if resume and ckpt_path.exists() else None
@@ -341,8 +345,8 @@ def load_members(run_dir: Path, bundle: Bundle, graph: MultiplexGraph, cfg: RunC
             model = new_model(graph, cfg, len(bundle.landmarks), cfg.train.seed)
         try:
             weights = load_tensors(path, device)
-            # saved before the output subspace or the own-landmark effect existed: none (defaults)
-            later = {"subspace": model.subspace, "own_landmark": model.own_landmark}
+            # saved before the output subspace or the landmark effects existed: none (defaults)
+            later = {"subspace": model.subspace, "own_landmark": model.own_landmark, "arm_effect": model.arm_effect}
             weights = {**{f"{name}.{k}": v for name, m in later.items() if m is not None
                           for k, v in m.state_dict().items()}, **weights}
             model.load_state_dict(weights)
@@ -471,13 +475,20 @@ def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int,
     if model.own_landmark is not None:
         own = torch.from_numpy(landmark_of_genes(bundle.genes, bundle.landmarks))
         own_fits = {TYPES[t]: f for t, f in model.own_landmark.fit(own, s_genes, s_types, s_truth).items()}
-    if rank == 0 and (valid.types or model.own_landmark is not None):  # something was fitted
+    arm_fits = None
+    if model.arm_effect is not None and bundle.gene_locations is not None:
+        codes = location_codes(bundle.gene_locations, bundle.landmark_locations)
+        arm_fits = {TYPES[t]: f for t, f in model.arm_effect.fit(
+            tuple(torch.from_numpy(c) for c in codes), s_genes, s_types, s_truth).items()}
+    if rank == 0 and (valid.types or own_fits is not None or arm_fits is not None):  # something was fitted
         _save(model.state_dict(), best_path)
     progress(f"{label}best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f})"
-             + (f"; own landmark: {own_landmark_text(own_fits)}" if own_fits else ""))
+             + (f"; own landmark: {own_landmark_text(own_fits)}" if own_fits else "")
+             + (f"; chromosome arm: {arm_effect_text(arm_fits)}" if arm_fits else ""))
     record = {"seed": tc.seed, "best_step": st["best_step"], "steps": st["step"],
               "gate": dict(zip(TYPES, model.gate.tolist())), "shrink": dict(zip(TYPES, model.shrink.tolist())),
               "own_landmark": own_fits,
+              "arm_effect": arm_fits,
               "residual_correction": None if model.residual is None
               else {TYPES[t]: c for t, c in model.residual.choice.items()},
               "output_subspace": None if model.subspace is None else {
@@ -493,6 +504,14 @@ def own_landmark_text(fits: dict[str, dict]) -> str:
     """'RNAi z -5.35 (46 genes), OE off (z +1.40 ± 0.70, 28 genes)': a member's own-landmark fits."""
     return ", ".join(f"{t} z {f['z']:+.2f} ({f['n']} genes)" if f["on"]
                      else f"{t} off (z {f['z']:+.2f} ± {f['se']:.2f}, {f['n']} genes)" for t, f in fits.items())
+
+
+def arm_effect_text(fits: dict[str, dict]) -> str:
+    """'CRISPR distal -0.62, proximal_1mb -0.65, other_arm -0.12; RNAi, OE off': the classes a
+    member's chromosome-arm fits turned on, per type."""
+    on = {t: ", ".join(f"{c} {r['z']:+.2f}" for c, r in f.items() if r["on"]) for t, f in fits.items()}
+    off = [t for t, txt in on.items() if not txt]
+    return "; ".join([f"{t} {txt}" for t, txt in on.items() if txt] + ([f"{', '.join(off)} off"] if off else []))
 
 
 def learning_rate(tc: TrainConfig, joint_step: int) -> float:
@@ -536,8 +555,9 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
     penalty does."""
     model.gate.fill_(1.0)
     model.shrink.fill_(1.0)
-    if model.own_landmark is not None:
-        model.own_landmark.on.zero_()  # fitted after these (a resumed member may hold it)
+    for effect in (model.own_landmark, model.arm_effect):
+        if effect is not None:
+            effect.on.zero_()  # fitted after these (a resumed member may hold it)
     if model.residual is not None:
         model.residual.clear()  # the residuals are those of the model without it
     if model.subspace is not None:

@@ -10,6 +10,9 @@ Layout (format version 1; see the README, "Dataset bundle")::
     signatures/<TYPE>.npz    per type: gene int32 (n,) index into genes, values float32 (n, L),
                              split <U5 (n,) in {train, valid, test}
     truth/<TYPE>.npy         optional (synthetic data): noise-free signature of every gene, (n_genes, L)
+    locations.npz            optional (manifest "locations": true): gene_chromosome, gene_start,
+                             gene_arm (n_genes,) and landmark_chromosome, landmark_start,
+                             landmark_arm (n_landmarks,); see :class:`Locations`
 
 A bundle is written into a temporary sibling directory and renamed into place at the end, so a
 directory with a bundle.json is always complete.
@@ -78,6 +81,14 @@ class Signatures:
 
 
 @dataclass
+class Locations:
+    """Where genes sit on the genome, one entry per gene (of Bundle.genes, or of its landmarks)."""
+    chromosome: np.ndarray  # (n,) str: "1".."22", "X", "Y", "MT"; "" where unknown
+    start: np.ndarray  # (n,) int64: first base pair (strand ignored); -1 where unknown
+    arm: np.ndarray  # (n,) str: "p" or "q" (from the cytogenetic band); "" where unknown
+
+
+@dataclass
 class Bundle:
     genes: np.ndarray  # (n_genes,) str
     landmarks: np.ndarray  # (n_landmarks,) str
@@ -86,6 +97,9 @@ class Bundle:
     signatures: dict[str, Signatures] = field(default_factory=dict)
     truth: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    # optional (from org.Hs.eg.sqlite or a locations table): both set or both None
+    gene_locations: Locations | None = None
+    landmark_locations: Locations | None = None
     # arrays derived from the above, computed once (see structural_inputs); never saved
     _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -138,6 +152,8 @@ class Bundle:
             (d / "truth").mkdir()
         for t, arr in self.truth.items():
             np.save(d / "truth" / f"{t}.npy", arr)
+        if self.gene_locations is not None:
+            _write_locations(d / "locations.npz", self.gene_locations, self.landmark_locations)
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -149,6 +165,8 @@ class Bundle:
             "features": 0 if self.features is None else int(self.features.values.shape[1]),
             "truth": list(self.truth),
         }
+        if self.gene_locations is not None:  # (only then: a bundle without them is written as before)
+            manifest["locations"] = True
         # Written last: its presence marks the bundle complete.
         (d / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -168,6 +186,37 @@ def structural_inputs(layers, n_genes: int, dim: int, seed: int) -> np.ndarray:
         w = np.asarray(c[2], np.float32) if len(c) > 2 and c[2] is not None else np.ones(len(ix), np.float32)
         csrs[i] = CSR(np.asarray(c[0], np.int64), ix, w)
     return (multiplex_embedding(csrs, dim, seed) * np.sqrt(dim)).astype(np.float32)
+
+
+_LOCATION_ARRAYS = {"chromosome": "U", "start": "iu", "arm": "U"}
+
+
+def _write_locations(path: Path, genes: Locations, landmarks: Locations | None) -> None:
+    if landmarks is None:
+        raise ValueError("gene_locations and landmark_locations must be set together")
+    arrays = {}
+    for who, loc in (("gene", genes), ("landmark", landmarks)):
+        arrays[f"{who}_chromosome"] = np.asarray(loc.chromosome, dtype=str)
+        arrays[f"{who}_start"] = np.asarray(loc.start, dtype=np.int64)
+        arrays[f"{who}_arm"] = np.asarray(loc.arm, dtype=str)
+    np.savez(path, **arrays)
+
+
+def _read_locations(path: Path, n: int, n_lm: int) -> tuple[Locations, Locations]:
+    kinds = {f"{who}_{k}": v for who in ("gene", "landmark") for k, v in _LOCATION_ARRAYS.items()}
+    a = _npz(path, kinds)
+    out = []
+    for who, size in (("gene", n), ("landmark", n_lm)):
+        chromosome, start, arm = (a[f"{who}_{k}"] for k in _LOCATION_ARRAYS)
+        if any(x.shape != (size,) for x in (chromosome, start, arm)):
+            raise InputError(path, f"expected {who}_chromosome, {who}_start and {who}_arm of length {size}, "
+                                   f"one per {who}")
+        if (start < -1).any():
+            raise InputError(path, f"{who}_start below -1 (-1 marks an unknown start)")
+        if not set(np.unique(arm).tolist()) <= {"p", "q", ""}:
+            raise InputError(path, f"{who}_arm values must be 'p', 'q' or '' (unknown)")
+        out.append(Locations(chromosome, start.astype(np.int64, copy=False), arm))
+    return out[0], out[1]
 
 
 def _write_column(path: Path, header: str, values: np.ndarray) -> None:
@@ -283,10 +332,17 @@ def load_bundle(path: str | os.PathLike, truth: bool = True) -> Bundle:
             if arr.shape != (n, n_lm) or arr.dtype.kind != "f":
                 raise InputError(p, f"expected floating-point values of shape ({n}, {n_lm}), found {arr.dtype} {arr.shape}")
             truth_arrays[t] = arr
+    has_locations = manifest.get("locations", False)
+    if not isinstance(has_locations, bool):
+        raise InputError(mpath, f"'locations' must be true or false, found {json.dumps(has_locations)[:60]}")
+    gene_locations = landmark_locations = None
+    if has_locations:
+        gene_locations, landmark_locations = _read_locations(d / "locations.npz", n, n_lm)
     meta = {k: v for k, v in manifest.items()
             if k not in ("format", "version", "n_genes", "n_landmarks", "layers", "types",
-                         "features", "truth")}
-    return Bundle(genes, landmarks, networks, features, signatures, truth_arrays, meta)
+                         "features", "truth", "locations")}
+    return Bundle(genes, landmarks, networks, features, signatures, truth_arrays, meta,
+                  gene_locations, landmark_locations)
 
 
 def _names(manifest: dict, key: str, mpath: Path) -> list[str]:

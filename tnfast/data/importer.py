@@ -15,10 +15,11 @@ import numpy as np
 
 from ..atomic import check_output
 from ..errors import InputError
-from .bundle import PERT_TYPE_CODES, SPLITS, TYPES, Bundle, Features, Signatures, load_npy
+from .bundle import PERT_TYPE_CODES, SPLITS, TYPES, Bundle, Features, Locations, Signatures, load_npy
 from .csr import build_csr
 from .edges import EdgeList, read_edge_list, read_id_map
 from .gctx import read_gctx
+from .locations import Place, locations_of, read_locations_table, unknown
 from .splits import assign_splits
 from .tables import check_unique, is_number, read_id_list, read_matrix, read_rows
 
@@ -165,6 +166,7 @@ def import_bundle(
     orgdb: str | os.PathLike | None = None,
     layers: Sequence[str] = (),
     max_term_size: int = 100,
+    locations: str | os.PathLike | None = None,
     splits: dict[str, str | os.PathLike] | None = None,
     genes: str | os.PathLike | None = None,
     max_unknown: float = 0.2,
@@ -176,6 +178,9 @@ def import_bundle(
 ) -> Path:
     """Read every source, build the bundle, write it atomically to ``out``. Returns ``out``.
 
+    With ``orgdb`` or ``locations`` (a locations table, which wins for the genes it lists) the
+    bundle gets the locations of its genes and landmarks; ``layers`` may then be empty.
+
     Before anything is read, the memory each step needs is estimated from cheap probes of the
     sources (:mod:`tnfast.data.estimate`) and checked against ``max_memory`` bytes (default:
     the memory available to this process): a dataset that would not fit is refused up front."""
@@ -185,10 +190,11 @@ def import_bundle(
     check_output(out, directory=True)  # before reading anything: a wrong --out fails at once
     if not 0 <= max_unknown <= 1:
         raise InputError("--max-unknown", f"must be a fraction between 0 and 1, got {max_unknown}")
-    if not (signatures or features or edges or orgdb):
-        raise InputError("tnfast data import", "nothing to import: give --signatures, --features, --edges or --orgdb")
+    if not (signatures or features or edges or (orgdb and layers)):
+        raise InputError("tnfast data import", "nothing to import: give --signatures, --features, --edges or "
+                                               "--orgdb with --layers")
     _check_memory(max_memory, signatures, features, feature_genes, edges, id_map, orgdb, layers, max_term_size,
-                  genes, splits, progress)
+                  genes, splits, locations, progress)
     sources: list[str] = []
 
     # Signatures: several of one gene and type are averaged.
@@ -225,7 +231,7 @@ def import_bundle(
         layer_edges[lname] = read_edge_list(f, idm, min_score, max_unknown)
         layer_source[lname] = os.fspath(f)
         sources.append(os.fspath(f))
-    if orgdb is not None:
+    if orgdb is not None and layers:
         from .orgdb import coannotation_layers
 
         for lname, el in coannotation_layers(orgdb, layers, max_term_size=max_term_size, progress=progress).items():
@@ -233,7 +239,13 @@ def import_bundle(
                 raise InputError(f"--orgdb {orgdb}", f"layer {lname!r} is also given with --edges")
             layer_edges[lname] = el
             layer_source[lname] = os.fspath(orgdb)
+    if orgdb is not None:
         sources.append(os.fspath(orgdb))
+    located = None
+    if locations is not None:
+        progress(f"reading locations {locations}")
+        located = read_locations_table(locations)
+        sources.append(os.fspath(locations))
 
     # The gene universe.
     named = [g for parts in sig_parts.values() for g, _ in parts]
@@ -300,21 +312,46 @@ def import_bundle(
     split = assign_splits(measured, given, seed=seed)
     sigs = {t: Signatures(measured[t], sig_values[t], split[t]) for t in TYPES if t in measured}
 
+    landmarks = landmarks if landmarks is not None else np.zeros(0, dtype=str)
+    gene_loc = landmark_loc = None
+    if orgdb is not None or located is not None:
+        gene_loc, landmark_loc = _locations(universe, landmarks, orgdb, located, locations)
     bundle = Bundle(
         genes=universe,
-        landmarks=landmarks if landmarks is not None else np.zeros(0, dtype=str),
+        landmarks=landmarks,
         networks=networks,
         features=feature_obj,
         signatures=sigs,
         meta={"name": name or out.name, "source": sources, "seed": seed,
               "units": "as in the imported signatures"},
+        gene_locations=gene_loc,
+        landmark_locations=landmark_loc,
     )
     progress(f"writing {out}")
     return bundle.save(out, overwrite=overwrite)
 
 
+def _locations(genes: np.ndarray, landmarks: np.ndarray, orgdb, located: dict[str, Place] | None,
+               table) -> tuple[Locations, Locations]:
+    """Locations of the genes and the landmarks: from the table where it lists them, else org.Hs.eg.sqlite."""
+    from .orgdb import gene_locations
+
+    ids = np.concatenate([genes, landmarks]).tolist()
+    loc = gene_locations(orgdb, ids) if orgdb is not None else unknown(len(ids))
+    if located is not None:
+        if not located.keys() & set(ids):
+            raise InputError(table, f"none of its {len(located)} gene ids is a gene or landmark of the bundle "
+                                    f"(expected the same ids, e.g. Entrez)")
+        given = locations_of(ids, located)
+        mine = given.chromosome != ""
+        for a, b in ((loc.chromosome, given.chromosome), (loc.start, given.start), (loc.arm, given.arm)):
+            a[mine] = b[mine]
+    n = len(genes)
+    return tuple(Locations(loc.chromosome[s], loc.start[s], loc.arm[s]) for s in (slice(0, n), slice(n, None)))
+
+
 def _check_memory(max_memory, signatures, features, feature_genes, edges, id_map, orgdb, layers, max_term_size,
-                  genes, splits, progress) -> None:
+                  genes, splits, locations, progress) -> None:
     """:func:`tnfast.data.estimate.check_import` of every source, in the order they are read."""
     from . import estimate
 
@@ -325,6 +362,8 @@ def _check_memory(max_memory, signatures, features, feature_genes, edges, id_map
     plan += [(os.fspath(f), estimate.edge_list_cost(f)) for f in (edges or {}).values()]
     if orgdb is not None and layers:
         plan.append((os.fspath(orgdb), estimate.orgdb_cost(orgdb, layers, max_term_size)))
+    if locations is not None:  # a few short fields a line, as in an id table
+        plan.append((os.fspath(locations), estimate.id_table_cost(locations)))
     plan += [(os.fspath(f), estimate.id_table_cost(f)) for f in [genes, *(splits or {}).values()] if f is not None]
     estimate.check_import(max_memory, plan, progress)
 

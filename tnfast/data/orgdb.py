@@ -1,4 +1,5 @@
-"""Gene co-annotation network layers from Bioconductor's ``org.Hs.eg.sqlite`` (org.Hs.eg.db).
+"""Gene co-annotation network layers, and gene locations, from Bioconductor's ``org.Hs.eg.sqlite``
+(org.Hs.eg.db).
 
 Two genes are linked in a layer when they share a term of that layer whose size (distinct
 genes carrying it) lies in ``[min_term_size, max_term_size]``:
@@ -28,6 +29,9 @@ sharing a small (specific) term counts more than sharing a big one.
 Genes are Entrez ids (``genes.gene_id``, joined on ``_id``), as ``str``. Each layer lists only
 the genes that have an edge in it; each unordered pair appears once, with ``src < dst``.
 
+Locations (chromosome, start, arm: :func:`gene_locations`) come from the tables
+``chromosome_locations`` and ``cytogenetic_locations``.
+
 The database is opened read-only (``mode=ro`` URI) and never modified.
 """
 
@@ -44,7 +48,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError, input_file
+from .bundle import Locations
 from .edges import EdgeList
+from .locations import CHROMOSOMES, chromosome_name, locations_of, parse_band
 
 LAYERS = ("go-bp", "go-mf", "go-cc", "kegg", "pfam", "cytoband")
 
@@ -127,6 +133,47 @@ def coannotation_layers(
     return out
 
 
+def gene_locations(path: str | os.PathLike, ids: Sequence[str]) -> Locations:
+    """Chromosome, start and arm of each Entrez id in ``ids`` (unknown: "", -1, "").
+
+    Start is ``chromosome_locations.start_location`` without its sign (org.Hs.eg.db makes the
+    coordinates of minus-strand genes negative); rows on alternate or unplaced contigs
+    ("6_GL000251v2_alt") are skipped, and so is a start that is not an integer (a damaged
+    row: the gene's other rows may still place it). Of a gene's rows on several main chromosomes, the first
+    on a chromosome its cytogenetic band names is taken (else the first): the band decides
+    where a gene annotated twice really sits. The arm is the letter after the chromosome in
+    ``cytogenetic_locations`` ("12p13.31" -> p), from a band on the chosen chromosome; "" when
+    there is none ("2cen-q13", or no band).
+    """
+    with closing(_connect(path)) as conn:
+        _require(path, _tables(conn, path), "genes", "chromosome_locations", "cytogenetic_locations")
+        coordinates = _rows(conn, path, "chromosome_locations",
+                            "SELECT g.gene_id, c.seqname, abs(c.start_location) FROM chromosome_locations AS c "
+                            "JOIN genes AS g ON g._id = c._id "
+                            "WHERE instr(c.seqname, '_') = 0 AND typeof(c.start_location) = 'integer' "
+                            "ORDER BY c.rowid")
+        bands = _rows(conn, path, "cytogenetic_locations",
+                      "SELECT g.gene_id, t.cytogenetic_location FROM cytogenetic_locations AS t "
+                      "JOIN genes AS g ON g._id = t._id ORDER BY t.rowid")
+    rows: dict[str, list[tuple[str, int]]] = {}
+    for gene, seqname, start in coordinates:
+        name = chromosome_name(str(seqname))
+        if name in CHROMOSOMES:
+            rows.setdefault(str(gene), []).append((name, start))
+    arms: dict[str, list[tuple[str, str]]] = {}
+    for gene, band in bands:
+        parsed = parse_band(str(band))
+        if parsed is not None:
+            arms.setdefault(str(gene), []).append(parsed)
+    places = {}
+    for gene, here in rows.items():
+        on_band = [r for r in here if any(c == r[0] for c, _ in arms.get(gene, ()))]
+        chromosome, start = (on_band or here)[0]
+        arm = next((a for c, a in arms.get(gene, ()) if c == chromosome and a), "")
+        places[gene] = (chromosome, start, arm)
+    return locations_of(ids, places)
+
+
 def _connect(path: str | os.PathLike) -> sqlite3.Connection:
     """Open read-only after checking that the file looks like a whole SQLite database.
 
@@ -164,16 +211,29 @@ def _tables(conn: sqlite3.Connection, path) -> set[str]:
         raise InputError(path, f"unreadable SQLite database (corrupt or truncated?): {e}") from None
 
 
+def _require(path, tables: set[str], *needed: str) -> None:
+    for name in needed:
+        if name not in tables:
+            raise InputError(path, f"no table {name!r} (expected from org.Hs.eg.db's org.Hs.eg.sqlite)")
+
+
+def _rows(conn: sqlite3.Connection, path, table: str, sql: str, params: Sequence = ()) -> list[tuple]:
+    """All rows of a query over ``table``, or one InputError naming what is wrong with the file."""
+    try:
+        return conn.execute(sql, params).fetchall()
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+        if isinstance(e, sqlite3.OperationalError) and "no such column" in str(e):
+            raise InputError(path, f"table {table!r} lacks org.Hs.eg.db's columns ({e})") from None
+        # (also text that is not UTF-8: "Could not decode to UTF-8 column ...")
+        raise InputError(path, f"unreadable SQLite database (corrupt or truncated?): {e}") from None
+
+
 def _annotations(
     conn: sqlite3.Connection, path, tables: set[str], layer: str, excluded: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (Entrez id, term) pairs of one layer, as two str arrays."""
     table, column = _SOURCES[layer]
-    for needed in ("genes", table):
-        if needed not in tables:
-            raise InputError(
-                path, f"no table {needed!r} (expected from org.Hs.eg.db's org.Hs.eg.sqlite)"
-            )
+    _require(path, tables, "genes", table)
     _, term = term_sql(layer)
     where = f"{term} IS NOT NULL AND {term} != ''"
     params: list[str] = []
@@ -184,13 +244,7 @@ def _annotations(
         f"SELECT DISTINCT g.gene_id, {term} FROM {table} AS t "
         f"JOIN genes AS g ON g._id = t._id WHERE {where}"
     )
-    try:
-        rows = conn.execute(sql, params).fetchall()
-    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
-        if isinstance(e, sqlite3.OperationalError) and "no such column" in str(e):
-            raise InputError(path, f"table {table!r} lacks org.Hs.eg.db's columns ({e})") from None
-        # (also text that is not UTF-8: "Could not decode to UTF-8 column ...")
-        raise InputError(path, f"unreadable SQLite database (corrupt or truncated?): {e}") from None
+    rows = _rows(conn, path, table, sql, params)
     if not rows:
         return np.empty(0, str), np.empty(0, str)
     genes, terms = zip(*rows)

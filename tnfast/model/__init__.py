@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..data.bundle import TYPES
+from .arm_effect import ArmEffect
 from .config import PROFILES, ModelConfig, profile
 from .encoder import MultiplexEncoder, masked_fusion
 from .gensan import AxialBlock, GenSAN
@@ -44,8 +45,8 @@ from .smoothing import ResidualCorrection
 from .subspace import OutputSubspace
 
 __all__ = [
-    "AxialBlock", "FunDNN", "GenSAN", "Measurements", "ModelConfig", "ModelDims", "ModelOutput", "MultiplexEncoder",
-    "MultiplexGraph", "OwnLandmark", "PROFILES", "RidgePrior", "Scaler", "TranscriptionNet", "ensemble_predict", "gensan_input",
+    "ArmEffect", "AxialBlock", "FunDNN", "GenSAN", "Measurements", "ModelConfig", "ModelDims", "ModelOutput",
+    "MultiplexEncoder", "MultiplexGraph", "OwnLandmark", "PROFILES", "RidgePrior", "Scaler", "TranscriptionNet", "ensemble_predict", "gensan_input",
     "masked_fusion", "member_measurements", "profile", "reconstruction_loss", "row_pearson", "sample_pairs", "signature_loss", "split_samples",
 ]
 
@@ -103,6 +104,7 @@ class TranscriptionNet(nn.Module):
                          if config.residual_rank > 0 and dims.n_layers else None)
         self.subspace = OutputSubspace(dims.n_landmarks, n_types) if config.output_subspace else None
         self.own_landmark = OwnLandmark(dims.n_genes, dims.n_landmarks, n_types) if config.own_landmark else None
+        self.arm_effect = ArmEffect(dims.n_genes, dims.n_landmarks, n_types) if config.arm_effect else None
         self.scaler = Scaler(dims.n_landmarks, n_types, config.scale_per_landmark)
         # Fitted per type on the valid split after training (tnfast.train.fit_output_scales),
         # 1 = none: ``gate`` weighs what training added to the ridge prior (prediction = prior +
@@ -256,11 +258,12 @@ class TranscriptionNet(nn.Module):
         if self.subspace is not None:
             out = self.subspace(out)
         out = out * self.shrink.to(out)[None, :, None]
-        if self.own_landmark is not None:
-            if genes is not None:
-                out = self.own_landmark(out, genes)
-            elif bool(self.own_landmark.on.any()):
-                raise ValueError("this model's own-landmark effect is fitted; pass the genes' indices (genes=)")
+        for name, effect in (("chromosome-arm", self.arm_effect), ("own-landmark", self.own_landmark)):
+            if effect is not None:
+                if genes is not None:
+                    out = effect(out, genes)
+                elif bool(effect.on.any()):
+                    raise ValueError(f"this model's {name} effect is fitted; pass the genes' indices (genes=)")
         return self.scaler.inverse(out) if unscale else out
 
     @torch.no_grad()

@@ -60,6 +60,10 @@ class ModelConfig:
     # a landmark gene's prediction at its own landmark set to its type's mean knock-down (or
     # over-expression) effect, fitted on the training split (tnfast.model.own_landmark)
     own_landmark: bool = True
+    # landmarks on a perturbed gene's own chromosome arm shifted by its type's mean effect per
+    # class of position (CRISPR's arm truncation), fitted on the training split; needs the
+    # bundle's gene locations (tnfast.model.arm_effect)
+    arm_effect: bool = True
     dropout: float = 0.1  # FunDNN and GenSAN
     # ---- GenSAN ---------------------------------------------------------------------------
     row_heads: int = 8  # attention across the 3 rows: each row (978-wide) projected to heads
@@ -79,7 +83,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("use_features", "use_edge_weights", "ridge_prior", "output_subspace", "own_landmark",
-                     "scale_per_landmark"):
+                     "arm_effect", "scale_per_landmark"):
             v = getattr(self, name)
             if not isinstance(v, bool):  # 3 or "no" would otherwise read as true
                 raise ValueError(f"model config: {name} must be true or false, got {v!r}")

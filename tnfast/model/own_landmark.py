@@ -8,7 +8,25 @@ from torch import nn
 
 from ..own_effect import own_effect
 
-__all__ = ["OwnLandmark"]
+__all__ = ["OwnLandmark", "fit_by_type"]
+
+
+def fit_by_type(types: torch.Tensor, fit_one, value: torch.Tensor, on: torch.Tensor) -> dict[int, dict]:
+    """Fit a landmark effect per type t < len(value): ``fit_one(rows)`` (rows: a bool mask over
+    ``types``, (n,)) gives (record or None, value or None); ``value[t]`` and ``on[t]`` are set
+    (zero and off where it gives no value). Returns the records per type index."""
+    value.zero_()
+    on.zero_()
+    types = types.cpu().numpy()
+    out = {}
+    for t in range(value.shape[0]):
+        record, v = fit_one(types == t)
+        if record is not None:
+            out[t] = record
+        if v is not None:
+            value[t] = torch.from_numpy(v).to(value)
+            on[t] = True
+    return out
 
 
 class OwnLandmark(nn.Module):
@@ -28,20 +46,9 @@ class OwnLandmark(nn.Module):
         types (n,); truth (n, L) scaled (0 = the training mean). Returns per type index with any
         landmark gene :func:`own_effect`'s record."""
         self.landmark.copy_(landmark)
-        self.value.zero_()
-        self.on.zero_()
         own = self.landmark.cpu().numpy()[genes.cpu().numpy()]
-        types, truth = types.cpu().numpy(), truth.detach().cpu().double().numpy()
-        out = {}
-        for t in range(self.value.shape[0]):
-            rows = types == t
-            record, shift = own_effect(truth[rows], own[rows])
-            if record is not None:
-                out[t] = record
-            if shift is not None:
-                self.value[t] = torch.from_numpy(shift).to(self.value)
-                self.on[t] = True
-        return out
+        truth = truth.detach().cpu().double().numpy()
+        return fit_by_type(types, lambda rows: own_effect(truth[rows], own[rows]), self.value, self.on)
 
     def forward(self, x: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
         """(n, T, L) scaled predictions of ``genes`` (n,) -> the same with each landmark gene's
