@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -13,8 +14,9 @@ from test_catalogue import GENES, LM, gctx
 from test_orgdb import make_db
 
 from tnfast.data.bundle import Bundle, Locations, load_bundle
-from tnfast.data.locations import chromosome_name, parse_band, read_locations_table
-from tnfast.data.orgdb import gene_locations
+from tnfast.data.locations import (BUILTIN_SOURCE, BUILTIN_TABLE, builtin_locations, chromosome_name, parse_band,
+                                   read_locations_table)
+from tnfast.data.orgdb import gene_locations, write_locations_table
 from tnfast.data.tables import read_id_list
 from tnfast.errors import InputError
 
@@ -158,17 +160,65 @@ def test_orgdb_without_the_location_tables(tmp_path):
         gene_locations(db, ["1"])
 
 
-REAL_DB = Path(os.environ.get("TNFAST_ORGDB",
-                              "/tmp/real/orgdb/usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite"))
+REAL_DB = Path(os.environ.get("TNFAST_ORGDB", "no org.Hs.eg.sqlite given (TNFAST_ORGDB)"))
+EXAMPLE = SHARED_DATA / "l1000-example"
 
 
-@pytest.mark.skipif(not REAL_DB.is_file() or not (SHARED_DATA / "l1000-example").is_dir(),
+@pytest.mark.skipif(not REAL_DB.is_file() or not EXAMPLE.is_dir(),
                     reason="needs org.Hs.eg.sqlite (TNFAST_ORGDB) and ../shared/data")
 def test_real_database_locates_every_landmark():
-    landmarks = read_id_list(SHARED_DATA / "l1000-example" / "landmarks.tsv")[1:]  # (its header is pr_gene_id)
+    landmarks = read_id_list(EXAMPLE / "landmarks.tsv")[1:]  # (its header is pr_gene_id)
     assert len(landmarks) == 978
     got = gene_locations(REAL_DB, landmarks.tolist())
     assert (got.chromosome != "").all() and np.isin(got.arm, ["p", "q"]).all() and (got.start > 0).all()
+
+
+@pytest.mark.skipif(not REAL_DB.is_file(), reason="needs org.Hs.eg.sqlite 3.16 (TNFAST_ORGDB)")
+def test_the_builtin_table_is_what_the_real_database_writes(tmp_path):
+    write_locations_table(REAL_DB, tmp_path / "t.tsv.gz")
+    assert (tmp_path / "t.tsv.gz").read_bytes() == BUILTIN_TABLE.read_bytes()
+
+
+def test_write_locations_table(tmp_path):
+    db = make_db(tmp_path / "org.Hs.eg.sqlite")
+    for name in ("t.tsv", "t.tsv.gz"):
+        assert write_locations_table(db, tmp_path / name) == 7
+        assert read_locations_table(tmp_path / name) == {  # as gene_locations gives them (test_orgdb_locations)
+            "1": ("6", 31_000_000, "p"), "10": ("6", 32_000_100, "p"), "100": ("6", 33_000_500, "p"),
+            "2": ("1", 1_000, "p"), "9": ("12", 9_067_707, "p"), "1000": ("MT", 7_443, ""), "7": ("2", 100, "")}
+    lines = gzip.open(tmp_path / "t.tsv.gz", "rt").read().splitlines()
+    assert lines[0].startswith("# Gene locations from Bioconductor's org.Hs.eg.db") and lines[3] == "gene_id\tchromosome\tstart\tarm"
+    assert [x.split("\t")[0] for x in lines[4:]] == ["1", "2", "7", "9", "10", "100", "1000"]  # numeric order
+    first = (tmp_path / "t.tsv.gz").read_bytes()
+    write_locations_table(db, tmp_path / "t.tsv.gz")  # the same bytes again: no time stamp in the gzip header
+    assert (tmp_path / "t.tsv.gz").read_bytes() == first
+
+
+# GRCh38 starts and cytogenetic arms of well-known genes (NCBI Gene / UCSC), independent of the table.
+KNOWN = {"7157": ("17", 7_661_779, "p"),  # TP53, 17p13.1
+         "1956": ("7", 55_019_017, "p"),  # EGFR, 7p11.2
+         "672": ("17", 43_044_295, "q"),  # BRCA1, 17q21.31
+         "4609": ("8", 127_735_434, "q"),  # MYC, 8q24.21
+         "3845": ("12", 25_205_246, "p"),  # KRAS, 12p12.1
+         "7503": ("X", 73_820_651, "q")}  # XIST, Xq13.2
+
+
+def test_the_builtin_table():
+    table = builtin_locations()
+    assert len(table) > 28_000
+    for gene, (chromosome, start, arm) in KNOWN.items():
+        c, s, a = table[gene]
+        assert (c, a) == (chromosome, arm) and abs(s - start) < 10_000, (gene, table[gene])  # (GRCh37 is >60 kb off)
+
+
+@pytest.mark.skipif(not EXAMPLE.is_dir(), reason="needs ../shared/data")
+def test_the_builtin_table_places_every_landmark_and_example_gene():
+    table = builtin_locations()
+    landmarks = read_id_list(EXAMPLE / "landmarks.tsv")[1:]
+    genes = [line.split("\t", 1)[0] for line in gzip.open(EXAMPLE / "features.tsv.gz", "rt").read().splitlines()[1:]]
+    assert len(landmarks) == 978 and len(genes) == 584
+    for g in [*landmarks.tolist(), *genes]:
+        assert g in table and table[g][2] in ("p", "q"), g
 
 
 # --------------------------------------------------------------------------- a locations table
@@ -234,9 +284,34 @@ def test_import_orgdb_layers_and_locations(tmp_path):
     assert list(b.networks) == ["go-bp"] and b.gene_locations is not None
 
 
-def test_import_without_locations(tmp_path):
+def test_import_places_entrez_ids_with_the_builtin_table(tmp_path):
     b, stdout = imported(tmp_path)
+    table = builtin_locations()
+    want = [table.get(g, ("", -1, "")) for g in GENES]
+    assert as_list(b.gene_locations) == want and want[0] == ("19", 58_345_182, "q")  # (1: A1BG, 19q13.43)
+    assert as_list(b.landmark_locations) == [table[g] for g in LM]
+    assert "locations: 3 of 8 genes (3 with an arm), 10 of 10 landmarks (10 with an arm)" in stdout
+    assert b.meta["source"][-1] == BUILTIN_SOURCE
+
+
+def test_import_without_locations(tmp_path):
+    b, stdout = imported(tmp_path, "--no-builtin-locations")
     assert b.gene_locations is None and b.landmark_locations is None and "locations:" not in stdout
+
+
+@pytest.mark.parametrize("landmarks", ["entrez", "other"])
+def test_import_ids_the_builtin_table_does_not_know(tmp_path, landmarks):
+    genes = [str(999_990_000 + i) for i in range(len(GENES))]  # ids no gene has (yet)
+    lm = LM if landmarks == "entrez" else [str(999_999_000 + i) for i in range(len(LM))]
+    r = tnfast("data", "import", "--out", tmp_path / "out",
+               "--signatures", gctx(tmp_path / "s.gctx", genes=genes, landmarks=lm), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    b = load_bundle(tmp_path / "out")
+    if landmarks == "entrez":  # stored: the landmarks are placed, the genes unknown
+        assert (b.gene_locations.chromosome == "").all() and (b.landmark_locations.chromosome != "").all()
+    else:
+        assert b.gene_locations is None and b.landmark_locations is None
+        assert "place none of the bundle's genes: no locations stored" in r.stdout + r.stderr
 
 
 def test_import_locations_table_wins_over_orgdb(tmp_path):
@@ -245,8 +320,11 @@ def test_import_locations_table_wins_over_orgdb(tmp_path):
     b, _ = imported(tmp_path, "--orgdb", make_db(tmp_path / "org.Hs.eg.sqlite"), "--layers", "none", "--locations", t)
     assert as_list(b.gene_locations)[:2] == [("19", 58345182, "q"), ("1", 1_000, "p")]  # 1: the table's; 2: the db's
     assert as_list(b.landmark_locations)[0] == ("3", 7, "p")
-    b, _ = imported(tmp_path / "alone", "--locations", t)  # a table alone
+    b, _ = imported(tmp_path / "alone", "--locations", t, "--no-builtin-locations")  # a table alone
     assert as_list(b.gene_locations)[:2] == [("19", 58345182, "q"), ("", -1, "")]
+    b, _ = imported(tmp_path / "builtin", "--locations", t)  # a table over the built-in one
+    assert as_list(b.gene_locations)[:2] == [("19", 58345182, "q"), builtin_locations()["2"]]
+    assert as_list(b.landmark_locations)[:2] == [("3", 7, "p"), builtin_locations()[LM[1]]]
 
 
 # (bad --locations tables and a damaged locations.npz through the CLI: test_catalogue.py)

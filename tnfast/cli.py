@@ -97,7 +97,8 @@ def data_import(
     orgdb: Annotated[Optional[Path], typer.Option(help="org.Hs.eg.sqlite to build co-annotation layers and gene locations from.")] = None,
     layers: Annotated[str, typer.Option(help="Co-annotation layers from --orgdb (go-bp,go-mf,go-cc,kegg,pfam,cytoband), or none (locations only).")] = "go-bp,go-mf,go-cc,kegg,pfam,cytoband",
     max_term_size: Annotated[int, typer.Option(help="Largest annotation term (in genes) that still links its genes.")] = 100,
-    locations: Annotated[Optional[Path], typer.Option(help="Gene locations table (gene_id, chromosome, start, arm or cytoband); wins over --orgdb for the genes it lists.")] = None,
+    locations: Annotated[Optional[Path], typer.Option(help="Gene locations table (gene_id, chromosome, start, arm or cytoband); wins over --orgdb and the built-in table for the genes it lists.")] = None,
+    builtin_locations: Annotated[bool, typer.Option(help="Without --orgdb, place Entrez genes with tnfast's built-in table (org.Hs.eg.db 3.16).")] = True,
     split: Annotated[Optional[list[str]], typer.Option("--split", help="TYPE=FILE given split (gene_id, split) (repeatable).")] = None,
     genes: Annotated[Optional[Path], typer.Option(help="Restrict the gene universe to these ids.")] = None,
     max_unknown: Annotated[float, typer.Option(help="Largest fraction of ids that may match nothing before it is an error.")] = 0.2,
@@ -114,7 +115,7 @@ def data_import(
         out_dir, signatures=signatures or [], sig_type=parse_type(sig_type, "--type") if sig_type else None,
         gene_field=gene_field, features=features, feature_genes=feature_genes, edges=_pairs(edges, "--edges"),
         id_map=id_map, min_score=min_score, orgdb=orgdb, layers=_layers(layers) if orgdb else (),
-        max_term_size=max_term_size, locations=locations, splits=_pairs(split, "--split"), genes=genes,
+        max_term_size=max_term_size, locations=locations, builtin=builtin_locations, splits=_pairs(split, "--split"), genes=genes,
         max_unknown=max_unknown,
         seed=seed, name=name, overwrite=overwrite, progress=_say, max_memory=limit)
     _info(path)

@@ -259,7 +259,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     progress(f"building the model ({cfg.profile} profile) on {dev}")
     if cfg.model.arm_effect and bundle.gene_locations is None and "CRISPR" in bundle.signatures and not bundle.truth:
         progress("no gene locations in the bundle, so no chromosome-arm effect for CRISPR "  # (real data)
-                 "(`tnfast data import --orgdb` or `--locations` adds them)")
+                 "(`tnfast data import` places Entrez ids by itself; other ids need `--locations`)")
     graph = build_graph(bundle, cfg, dev, run_embedding(run_dir, bundle, cfg, rank))
     ckpt_path, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
     ck = load_tensors(ckpt_path, dev) if resume and ckpt_path.exists() else None

@@ -19,7 +19,7 @@ from .bundle import PERT_TYPE_CODES, SPLITS, TYPES, Bundle, Features, Locations,
 from .csr import build_csr
 from .edges import EdgeList, read_edge_list, read_id_map
 from .gctx import read_gctx
-from .locations import Place, locations_of, read_locations_table, unknown
+from .locations import BUILTIN_SOURCE, Place, builtin_locations, locations_of, read_locations_table, unknown
 from .splits import assign_splits
 from .tables import check_unique, is_number, read_id_list, read_matrix, read_rows
 
@@ -167,6 +167,7 @@ def import_bundle(
     layers: Sequence[str] = (),
     max_term_size: int = 100,
     locations: str | os.PathLike | None = None,
+    builtin: bool = True,
     splits: dict[str, str | os.PathLike] | None = None,
     genes: str | os.PathLike | None = None,
     max_unknown: float = 0.2,
@@ -178,8 +179,9 @@ def import_bundle(
 ) -> Path:
     """Read every source, build the bundle, write it atomically to ``out``. Returns ``out``.
 
-    With ``orgdb`` or ``locations`` (a locations table, which wins for the genes it lists) the
-    bundle gets the locations of its genes and landmarks; ``layers`` may then be empty.
+    The bundle gets the locations of its genes and landmarks from ``orgdb`` or, without it and
+    unless ``builtin`` is false, from tnfast's built-in table (Entrez ids); a ``locations``
+    table wins for the genes it lists. ``layers`` may be empty (locations only).
 
     Before anything is read, the memory each step needs is estimated from cheap probes of the
     sources (:mod:`tnfast.data.estimate`) and checked against ``max_memory`` bytes (default:
@@ -314,8 +316,10 @@ def import_bundle(
 
     landmarks = landmarks if landmarks is not None else np.zeros(0, dtype=str)
     gene_loc = landmark_loc = None
-    if orgdb is not None or located is not None:
-        gene_loc, landmark_loc = _locations(universe, landmarks, orgdb, located, locations)
+    if orgdb is not None or located is not None or builtin:
+        gene_loc, landmark_loc = _locations(universe, landmarks, orgdb, located, locations, builtin, progress)
+        if orgdb is None and builtin and gene_loc is not None:
+            sources.append(BUILTIN_SOURCE)
     bundle = Bundle(
         genes=universe,
         landmarks=landmarks,
@@ -332,12 +336,24 @@ def import_bundle(
 
 
 def _locations(genes: np.ndarray, landmarks: np.ndarray, orgdb, located: dict[str, Place] | None,
-               table) -> tuple[Locations, Locations]:
-    """Locations of the genes and the landmarks: from the table where it lists them, else org.Hs.eg.sqlite."""
+               table, builtin: bool, progress: Progress) -> tuple[Locations, Locations] | tuple[None, None]:
+    """Locations of the genes and the landmarks: from the table where it lists them, else
+    org.Hs.eg.sqlite, else the built-in table. None when only the built-in table was asked and
+    it places nothing (ids that are not Entrez): then the bundle says it has no locations."""
     from .orgdb import gene_locations
 
     ids = np.concatenate([genes, landmarks]).tolist()
-    loc = gene_locations(orgdb, ids) if orgdb is not None else unknown(len(ids))
+    if orgdb is not None:
+        loc = gene_locations(orgdb, ids)
+    elif not builtin:
+        loc = unknown(len(ids))
+    else:
+        progress(f"placing genes with {BUILTIN_SOURCE}")
+        loc = locations_of(ids, builtin_locations())
+        if located is None and not (loc.chromosome != "").any():
+            progress("the built-in gene locations (Entrez ids) place none of the bundle's genes: no locations "
+                     "stored (give them with --locations)")
+            return None, None
     if located is not None:
         if not located.keys() & set(ids):
             raise InputError(table, f"none of its {len(located)} gene ids is a gene or landmark of the bundle "

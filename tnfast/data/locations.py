@@ -9,13 +9,20 @@ A locations table (``--locations``) is TSV/CSV (or whitespace-separated, optiona
 a header naming the columns ``gene_id``, ``chromosome``, ``start`` and either ``arm`` (p or q)
 or ``cytoband`` (e.g. "12p13.31", whose letter after the chromosome gives the arm); ``arm``
 wins when both are there, other columns are ignored, and an empty arm or band means unknown.
+
+tnfast ships one such table, ``gene_locations.tsv.gz`` beside this module: every Entrez gene
+org.Hs.eg.db 3.16 places (28,257 genes; GRCh38), written by
+``tnfast.data.orgdb.write_locations_table``, so that Entrez-keyed data (all of L1000) gets
+locations without the database.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +32,8 @@ from .tables import read_rows
 
 CHROMOSOMES = (*(str(i) for i in range(1, 23)), "X", "Y", "MT")
 Place = tuple[str, int, str]  # (chromosome, start, arm)
+BUILTIN_TABLE = Path(__file__).with_name("gene_locations.tsv.gz")
+BUILTIN_SOURCE = "tnfast's built-in gene locations (org.Hs.eg.db 3.16)"
 
 # A band starts with its chromosome; the arm letter follows it unless the band is a whole
 # chromosome ("X") or a centromere range ("2cen-q13"). Anything else after the name means it
@@ -61,6 +70,12 @@ def locations_of(ids: Sequence[str], places: dict[str, Place]) -> Locations:
         if hit is not None:
             loc.chromosome[i], loc.start[i], loc.arm[i] = hit
     return loc
+
+
+@functools.cache
+def builtin_locations() -> dict[str, Place]:
+    """Entrez id -> place, from the table tnfast ships (see the module doc)."""
+    return read_locations_table(BUILTIN_TABLE)
 
 
 def read_locations_table(path: str | os.PathLike) -> dict[str, Place]:

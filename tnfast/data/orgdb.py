@@ -30,13 +30,15 @@ Genes are Entrez ids (``genes.gene_id``, joined on ``_id``), as ``str``. Each la
 the genes that have an edge in it; each unordered pair appears once, with ``src < dst``.
 
 Locations (chromosome, start, arm: :func:`gene_locations`) come from the tables
-``chromosome_locations`` and ``cytogenetic_locations``.
+``chromosome_locations`` and ``cytogenetic_locations``; :func:`write_locations_table` writes
+them for every gene as a table (how tnfast's built-in one is made).
 
 The database is opened read-only (``mode=ro`` URI) and never modified.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import sqlite3
 import time
@@ -47,10 +49,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from ..atomic import atomic_file
 from ..errors import InputError, input_file
 from .bundle import Locations
 from .edges import EdgeList
-from .locations import CHROMOSOMES, chromosome_name, locations_of, parse_band
+from .locations import CHROMOSOMES, Place, chromosome_name, locations_of, parse_band
 
 LAYERS = ("go-bp", "go-mf", "go-cc", "kegg", "pfam", "cytoband")
 
@@ -145,6 +148,39 @@ def gene_locations(path: str | os.PathLike, ids: Sequence[str]) -> Locations:
     ``cytogenetic_locations`` ("12p13.31" -> p), from a band on the chosen chromosome; "" when
     there is none ("2cen-q13", or no band).
     """
+    return locations_of(ids, _places(path))
+
+
+def write_locations_table(path: str | os.PathLike, out: str | os.PathLike) -> int:
+    """Write every gene the database places (as :func:`gene_locations` does) to ``out``, a
+    locations table (the format ``--locations`` reads; gzip when ``out`` ends in .gz, made
+    byte-for-byte reproducible), headed by comment lines naming the database's sources and
+    dates. Returns the number of genes. tnfast's built-in table is made this way."""
+    places = _places(path)
+    with closing(_connect(path)) as conn:
+        meta = dict(_rows(conn, path, "metadata", "SELECT name, value FROM metadata")
+                    if "metadata" in _tables(conn, path) else [])
+    lines = ["# Gene locations from Bioconductor's org.Hs.eg.db (org.Hs.eg.sqlite; Artistic-2.0 licence), "
+             "written by tnfast.data.orgdb.write_locations_table",
+             f"# chromosome_locations: {meta.get('GPSOURCENAME', '?')} {meta.get('GPSOURCEDATE', '?')}; "
+             f"cytogenetic_locations: {meta.get('EGSOURCENAME', '?')} {meta.get('EGSOURCEDATE', '?')}",
+             "# start: first base pair as the database gives it (strand ignored); arm: from the cytogenetic band, "
+             "empty where unknown",
+             "gene_id\tchromosome\tstart\tarm"]
+    lines += [f"{g}\t{c}\t{s}\t{a}" for g, (c, s, a) in
+              sorted(places.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0]))]
+    data = ("\n".join(lines) + "\n").encode()
+    with atomic_file(out) as tmp:
+        if str(out).endswith(".gz"):
+            with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+                f.write(data)
+        else:
+            tmp.write_bytes(data)
+    return len(places)
+
+
+def _places(path: str | os.PathLike) -> dict[str, Place]:
+    """Entrez id -> (chromosome, start, arm) of every gene the database places (see gene_locations)."""
     with closing(_connect(path)) as conn:
         _require(path, _tables(conn, path), "genes", "chromosome_locations", "cytogenetic_locations")
         coordinates = _rows(conn, path, "chromosome_locations",
@@ -171,7 +207,7 @@ def gene_locations(path: str | os.PathLike, ids: Sequence[str]) -> Locations:
         chromosome, start = (on_band or here)[0]
         arm = next((a for c, a in arms.get(gene, ()) if c == chromosome and a), "")
         places[gene] = (chromosome, start, arm)
-    return locations_of(ids, places)
+    return places
 
 
 def _connect(path: str | os.PathLike) -> sqlite3.Connection:
