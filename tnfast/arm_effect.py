@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data.bundle import Locations
-from .own_effect import MIN_GENES, MIN_T
+from .own_effect import effect_record
 
 __all__ = ["CLASSES", "NEAR_BP", "arm_effect", "location_codes", "pair_classes"]
 
@@ -80,12 +80,7 @@ def arm_effect(deviation: np.ndarray, classes: np.ndarray) -> tuple[dict | None,
     for k, name in enumerate(CLASSES):
         hit = classes == k
         rows = np.flatnonzero(hit.any(axis=1))
-        per_gene = (z[rows] * hit[rows]).sum(axis=1) / hit[rows].sum(axis=1)
-        n = len(rows)
-        mean = float(per_gene.mean()) if n else 0.0
-        se = float(per_gene.std(ddof=1)) / n ** 0.5 if n > 1 else float("inf")
-        on = n >= MIN_GENES and abs(mean) > MIN_T * se
-        record[name] = {"n": n, "z": round(mean, 4), "se": round(se, 4), "on": bool(on)}
-        if on:
+        record[name], mean = effect_record((z[rows] * hit[rows]).sum(axis=1) / hit[rows].sum(axis=1))
+        if record[name]["on"]:
             shift[k] = mean * sd
     return record, (shift if any(r["on"] for r in record.values()) else None)

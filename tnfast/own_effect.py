@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MIN_GENES", "MIN_T", "landmark_of_genes", "own_effect"]
+__all__ = ["MIN_GENES", "MIN_T", "effect_record", "landmark_of_genes", "own_effect"]
 
 MIN_GENES = 5  # fewer training genes that are landmarks: the type's effect stays off
 MIN_T = 3.0  # |z| must exceed this many standard errors of the mean
@@ -57,8 +57,17 @@ def own_effect(deviation: np.ndarray, own: np.ndarray) -> tuple[dict | None, np.
         return None, None
     sd = np.maximum(np.asarray(deviation, np.float64).std(axis=0), 1e-12)
     lm = own[hit]
-    z = deviation[hit, lm] / sd[lm]
-    n, mean = len(hit), float(z.mean())
+    record, mean = effect_record(deviation[hit, lm] / sd[lm])
+    return record, (mean * sd if record["on"] else None)
+
+
+def effect_record(z: np.ndarray) -> tuple[dict, float]:
+    """The record of a landmark effect from its per-gene values ``z`` (n,) in landmark sds:
+    ``n``, ``z`` their mean, its ``se``, and ``on`` (at least ``MIN_GENES`` genes and the mean
+    more than ``MIN_T`` standard errors from 0); and the unrounded mean. Shared by this effect
+    and :mod:`tnfast.arm_effect`, so both follow one rule."""
+    n = len(z)
+    mean = float(z.mean()) if n else 0.0
     se = float(z.std(ddof=1)) / n ** 0.5 if n > 1 else float("inf")
     on = n >= MIN_GENES and abs(mean) > MIN_T * se
-    return {"n": n, "z": round(mean, 4), "se": round(se, 4), "on": bool(on)}, (mean * sd if on else None)
+    return {"n": n, "z": round(mean, 4), "se": round(se, 4), "on": bool(on)}, mean

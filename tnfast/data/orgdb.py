@@ -148,7 +148,8 @@ def gene_locations(path: str | os.PathLike, ids: Sequence[str]) -> Locations:
     ``cytogenetic_locations`` ("12p13.31" -> p), from a band on the chosen chromosome; "" when
     there is none ("2cen-q13", or no band).
     """
-    return locations_of(ids, _places(path))
+    with closing(_connect(path)) as conn:
+        return locations_of(ids, _places(conn, path))
 
 
 def write_locations_table(path: str | os.PathLike, out: str | os.PathLike) -> int:
@@ -156,8 +157,8 @@ def write_locations_table(path: str | os.PathLike, out: str | os.PathLike) -> in
     locations table (the format ``--locations`` reads; gzip when ``out`` ends in .gz, made
     byte-for-byte reproducible), headed by comment lines naming the database's sources and
     dates. Returns the number of genes. tnfast's built-in table is made this way."""
-    places = _places(path)
     with closing(_connect(path)) as conn:
+        places = _places(conn, path)
         meta = dict(_rows(conn, path, "metadata", "SELECT name, value FROM metadata")
                     if "metadata" in _tables(conn, path) else [])
     lines = ["# Gene locations from Bioconductor's org.Hs.eg.db (org.Hs.eg.sqlite; Artistic-2.0 licence), "
@@ -179,18 +180,17 @@ def write_locations_table(path: str | os.PathLike, out: str | os.PathLike) -> in
     return len(places)
 
 
-def _places(path: str | os.PathLike) -> dict[str, Place]:
+def _places(conn: sqlite3.Connection, path) -> dict[str, Place]:
     """Entrez id -> (chromosome, start, arm) of every gene the database places (see gene_locations)."""
-    with closing(_connect(path)) as conn:
-        _require(path, _tables(conn, path), "genes", "chromosome_locations", "cytogenetic_locations")
-        coordinates = _rows(conn, path, "chromosome_locations",
-                            "SELECT g.gene_id, c.seqname, abs(c.start_location) FROM chromosome_locations AS c "
-                            "JOIN genes AS g ON g._id = c._id "
-                            "WHERE instr(c.seqname, '_') = 0 AND typeof(c.start_location) = 'integer' "
-                            "ORDER BY c.rowid")
-        bands = _rows(conn, path, "cytogenetic_locations",
-                      "SELECT g.gene_id, t.cytogenetic_location FROM cytogenetic_locations AS t "
-                      "JOIN genes AS g ON g._id = t._id ORDER BY t.rowid")
+    _require(path, _tables(conn, path), "genes", "chromosome_locations", "cytogenetic_locations")
+    coordinates = _rows(conn, path, "chromosome_locations",
+                        "SELECT g.gene_id, c.seqname, abs(c.start_location) FROM chromosome_locations AS c "
+                        "JOIN genes AS g ON g._id = c._id "
+                        "WHERE instr(c.seqname, '_') = 0 AND typeof(c.start_location) = 'integer' "
+                        "ORDER BY c.rowid")
+    bands = _rows(conn, path, "cytogenetic_locations",
+                  "SELECT g.gene_id, t.cytogenetic_location FROM cytogenetic_locations AS t "
+                  "JOIN genes AS g ON g._id = t._id ORDER BY t.rowid")
     rows: dict[str, list[tuple[str, int]]] = {}
     for gene, seqname, start in coordinates:
         name = chromosome_name(str(seqname))
