@@ -98,7 +98,7 @@ TRAIN_PROFILES: dict[str, TrainConfig] = {
 # small: on a few hundred genes one training's gene-specific part depends on its seed as much as
 # on the data, and a few dozen valid genes make early stopping noisy: the mean of ten members,
 # each validating on its own tenth of the measured genes and training on the rest (every measured
-# gene trains the mean), validation every 5 steps, weight decay (README, Results: the real example).
+# gene trains the mean), validation every 5 steps, weight decay (docs/results.md: the real example).
 TRAIN_PROFILES["small"] = replace(TRAIN_PROFILES["quick"], batch_size=64, lr=1e-3, weight_decay=0.01, guess_weight=1.0,
                                   steps=300, eval_every=5, patience=10, ensemble=10, member_valid="folds")
 

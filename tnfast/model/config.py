@@ -157,7 +157,7 @@ class ModelConfig:
 # - the one GAT layer adds little on top of those inputs (2026-12-02, test PearsonDelta minus the
 #   one-layer run's, paired s.e. ~0.004): 0 layers -0.005 / -0.000 / -0.002 in 63% of the time,
 #   2 layers +0.001 / +0.003 / +0.002 in 152%. It stays: the two-member, no-GAT run its time
-#   would buy was not better on every type over two seeds (README, Results);
+#   would buy was not better on every type over two seeds (docs/results.md);
 # - GenSAN's cost is the 978 x 978 column attention, linear in col heads x blocks x recycles (and
 #   the CPU attention is much slower per head at 2 heads than at 1): 1 head x 16, one block, 2
 #   recycles: ~0.3 s forward + backward for a batch of 64 (full: ~3.6 s).
@@ -188,8 +188,8 @@ PROFILES: dict[str, ModelConfig] = {
 # small: hundreds of measured genes per type (the real L1000 example; chosen automatically for
 # such bundles, tnfast.train_config.auto_profile). quick's encoder, a narrow embedding and head,
 # heavy dropout, and a loss that weighs landmarks as PearsonDelta does (one std per type, more
-# weight on the Pearson term). Chosen by 5-fold cross-validation on the real example (README,
-# Results), where the quick profile's settings scored 0.014 / 0.066 / 0.018 and this, with the
+# weight on the Pearson term). Chosen by 5-fold cross-validation on the real example
+# (docs/results.md), where the quick profile's settings scored 0.014 / 0.066 / 0.018 and this, with the
 # small training schedule, 0.050 / 0.098 / 0.042.
 PROFILES["small"] = PROFILES["quick"].replace(embedding_dim=32, fundnn_hidden=(64,), dropout=0.3, encoder_dropout=0.2,
                                               scale_per_landmark=False, beta=0.5)
