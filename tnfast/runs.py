@@ -9,6 +9,7 @@ and the weights of each member of its ensemble (``model.pt``, then ``model.1.pt`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -97,6 +98,58 @@ def read_run(path: str | os.PathLike) -> dict:
         raise InputError(f, f"was saved by an older tnfast (run format version {run['version']}; its network "
                             f"inputs differ from this tnfast's, version {RUN_VERSION}); train the run again")
     return run
+
+
+def bundle_fingerprint(bundle) -> str:
+    """A digest of everything in ``bundle`` a model learns from or is scored on: gene and
+    landmark ids, each type's signatures (genes, splits, values), the features, the networks and
+    the gene locations (not the synthetic truth, which only evaluation reads). A run records it
+    and is loaded only with a bundle of the same digest: a bundle re-imported in place with
+    other genes or another split has the same shapes, and the run would silently predict the
+    wrong genes, or be scored on genes it trained on. Content, not files: the same arrays
+    written again give the same digest."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def add(tag: str, arr, dtype: str | None = None) -> None:
+        a = np.asarray(arr)
+        if dtype is None:  # ids and labels: their text, whatever width numpy gave the array
+            a = np.frombuffer("\x1f".join(map(str, a.tolist())).encode(), np.uint8)
+        else:
+            a = np.ascontiguousarray(a, dtype)
+        h.update(f"{tag}:{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+
+    add("genes", bundle.genes)
+    add("landmarks", bundle.landmarks)
+    for t in sorted(bundle.signatures):
+        s = bundle.signatures[t]
+        add(f"{t}.gene", s.gene, "<i8")
+        add(f"{t}.split", s.split)
+        add(f"{t}.values", s.values, "<f4")
+    if bundle.features is not None:
+        add("features", bundle.features.values, "<f4")
+        add("present", bundle.features.present, "u1")
+    for name, c in bundle.networks.items():  # in manifest order: the model's layer order
+        add(f"net.{name}", c.indptr, "<i8")
+        add(f"net.{name}.indices", c.indices, "<i4")
+        add(f"net.{name}.weights", c.weights, "<f4")
+    for who, loc in (("gene", bundle.gene_locations), ("landmark", bundle.landmark_locations)):
+        if loc is not None:
+            add(f"{who}.chromosome", loc.chromosome)
+            add(f"{who}.start", loc.start, "<i8")
+            add(f"{who}.arm", loc.arm)
+    return h.hexdigest()
+
+
+def check_bundle(record: dict, bundle, where: Path) -> None:
+    """Refuse ``bundle`` for the run (or interrupted run) whose run.json / train.json is
+    ``record`` (read from ``where``) unless it is the bundle the run was trained on. Runs saved
+    before runs recorded it pass unchecked."""
+    want = record.get("bundle")
+    if want is not None and want != bundle_fingerprint(bundle):
+        raise InputError(where, f"the bundle {record.get('data')} is not the one this run was trained on "
+                                f"(its genes, signatures, features, networks or locations changed since); "
+                                f"train again on it, or restore the original bundle")
 
 
 def save_embedding(run_dir: Path, x: np.ndarray) -> None:

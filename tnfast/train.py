@@ -53,8 +53,9 @@ from .errors import InputError
 from .model import (Measurements, ModelDims, MultiplexGraph, TranscriptionNet, ensemble_predict, member_measurements,
                     signature_loss, split_samples)
 from .own_effect import landmark_of_genes
-from .runs import (EMBEDDING, latest_incomplete_run, load_embedding, member_weights, new_run_id, read_json, run_record,
-                   pool_scores, runs_root, save_embedding, signature_scores, split_scores)
+from .runs import (EMBEDDING, bundle_fingerprint, check_bundle, latest_incomplete_run, load_embedding, member_weights,
+                   new_run_id, pool_scores, read_json, run_record, runs_root, save_embedding, signature_scores,
+                   split_scores)
 from .train_config import RunConfig, TrainConfig, auto_profile, from_dict, resolve
 
 MODEL_KIND = "transcriptionnet"
@@ -199,7 +200,7 @@ def reconstruction_step(model: TranscriptionNet, graph: MultiplexGraph, opt: tor
     return loss
 
 
-def _new_run_dir(data: Path, out: Path | None, cfg: RunConfig, rank: int) -> tuple[Path, str]:
+def _new_run_dir(data: Path, out: Path | None, cfg: RunConfig, rank: int, fingerprint: str) -> tuple[Path, str]:
     """Create the run directory with config.toml and train.json (rank 0); (run dir, run id)."""
     run_id = broadcast(new_run_id())
     run_dir = out if out is not None else runs_root() / run_id
@@ -210,7 +211,8 @@ def _new_run_dir(data: Path, out: Path | None, cfg: RunConfig, rank: int) -> tup
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(cfg.to_toml())
-        meta = {"run_id": run_id, "data": str(data), "created": time.time(), "config": cfg.to_dict()}
+        meta = {"run_id": run_id, "data": str(data), "bundle": fingerprint, "created": time.time(),
+                "config": cfg.to_dict()}
         with atomic_file(run_dir / "train.json") as tmp:
             tmp.write_text(json.dumps(meta, indent=2) + "\n")
     barrier()
@@ -249,12 +251,15 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
         data = Path(data).resolve()
         cfg = cfg or resolve(default_profile=auto_profile(data, dev.type)[0])
     bundle = load_bundle(data)
+    fingerprint = bundle_fingerprint(bundle)
+    if resume:
+        check_bundle(read_json(run_dir / "train.json"), bundle, run_dir / "train.json")
     types = _check_bundle(bundle, data, size, cfg.train.batch_size)
     if cfg.train.member_valid == "folds":  # every member's re-split trains too
         for k in range(cfg.train.ensemble):
             _check_bundle(member_bundle(bundle, cfg, k), data, size, cfg.train.batch_size)
     if not resume:  # only now, so bad input leaves no run directory behind
-        run_dir, run_id = _new_run_dir(data, Path(out) if out is not None else None, cfg, rank)
+        run_dir, run_id = _new_run_dir(data, Path(out) if out is not None else None, cfg, rank, fingerprint)
     tc = cfg.train
     progress(f"building the model ({cfg.profile} profile) on {dev}")
     if cfg.model.arm_effect and bundle.gene_locations is None and "CRISPR" in bundle.signatures and not bundle.truth:
@@ -286,7 +291,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     summary = summarize(load_members(run_dir, bundle, graph, cfg, dev), graph, bundle, types, dev, cfg)
     if rank == 0:
         with atomic_file(run_dir / "run.json") as tmp:
-            tmp.write_text(run_record(run_id, MODEL_KIND, data, types, cfg.to_dict(), summary,
+            tmp.write_text(run_record(run_id, MODEL_KIND, data, types, cfg.to_dict(), summary, bundle=fingerprint,
                                       dims=ModelDims.from_graph(graph, len(bundle.landmarks)).to_dict(),
                                       members=members))
         ckpt_path.unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from .data.bundle import TYPES, load_bundle
 from .design import DesignConfig, design_matrix, network_embedding
 from .errors import InputError
 from .ridge import Ridge, fit_ridge
-from .runs import new_run_id, run_record, runs_root, save_embedding, split_scores
+from .runs import bundle_fingerprint, new_run_id, run_record, runs_root, save_embedding, split_scores
 
 MODEL_KIND = "ridge-embedding"
 
@@ -58,7 +58,8 @@ def train_ridge(data: str | os.PathLike, out: str | os.PathLike | None = None, c
                     for t, m in models.items() for k in ("weight", "x_mean", "y_mean")}, tmp / "model.pt")
         if embedding is not None:
             save_embedding(tmp, embedding)
-        (tmp / "run.json").write_text(run_record(run_id, MODEL_KIND, data, list(models), asdict(cfg), summary))
+        (tmp / "run.json").write_text(run_record(run_id, MODEL_KIND, data, list(models), asdict(cfg), summary,
+                                                   bundle=bundle_fingerprint(bundle)))
     return out, summary
 
 
