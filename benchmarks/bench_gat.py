@@ -181,11 +181,17 @@ def run_benchmark(scale: str = "tiny", device: str | None = None, dtypes: tuple[
     return {**header("gat", scale, cuda, *RUNS[scale]), "results": results}
 
 
+def memory_vs_pyg(ratio: float) -> str:
+    """PyG's peak over tnfast's in words: "2.0x less memory", or "2.0x more memory" for a ratio
+    of 0.5 (not "0.5x less")."""
+    return f"{ratio:.1f}x less memory" if ratio >= 1 else f"{1 / ratio:.1f}x more memory"
+
+
 def fmt(row: dict) -> str:
     ms = "-" if row["median_ms"] is None else f"{row['median_ms']:.1f} ms"
     mem = "" if row["peak_mib"] is None else f"  peak {row['peak_mib']:.0f} MiB"
     sp = f"  x{row['speedup_vs_pyg']:.2f} vs pyg" if row.get("speedup_vs_pyg") else ""
-    mr = f"  {row['memory_ratio_vs_pyg']:.1f}x less memory" if row.get("memory_ratio_vs_pyg") else ""
+    mr = f"  {memory_vs_pyg(row['memory_ratio_vs_pyg'])}" if row.get("memory_ratio_vs_pyg") else ""
     st = "" if row["status"] == "ok" else f"  [{row['status']}]"
     return (f"{row['shape']:10s} E={row['edges']:<9d} H={row['H']:<2d} D={row['D']:<3d} {row['dtype']:8s} "
             f"{row['mode']:7s} {row['provider']:16s} {ms}{mem}{sp}{mr}{st}")

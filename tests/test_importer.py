@@ -310,10 +310,12 @@ def test_gene_field_option(tmp_path):
     assert not (tmp_path / "b3").exists()
 
 
-def test_type_option_overrides_metadata_for_gctx(tmp_path):
+def test_typed_file_overrides_metadata_for_gctx_and_type_option_does_not(tmp_path):
     f = make_gctx(tmp_path / "s.gctx", [("a", "trt_sh", 1), ("b", "trt_sh", 2)])
-    import_bundle(tmp_path / "b", signatures=[f], sig_type="CRISPR")
+    import_bundle(tmp_path / "b", signatures=[f"CRISPR={f}"])
     assert list(load_bundle(tmp_path / "b").signatures) == ["CRISPR"]
+    import_bundle(tmp_path / "c", signatures=[f], sig_type="CRISPR")  # only for files without pert_type
+    assert list(load_bundle(tmp_path / "c").signatures) == ["RNAi"]
 
 
 @pytest.mark.parametrize("sep, name", [("\t", "sig.tsv"), (",", "sig.csv"), ("\t", "sig.tsv.gz")])

@@ -79,7 +79,8 @@ def test_infer_and_evaluate_refuse_a_changed_bundle(tiny, tmp_path, model):
 
     _swap_bundle(tiny, data)
     for cmd in (["infer", "--run", tmp_path / "run", "--out", tmp_path / "p.zarr"],
-                ["evaluate", "--run", tmp_path / "run"]):
+                ["evaluate", "--run", tmp_path / "run"],
+                ["evaluate", "--preds", tmp_path / "ok.zarr", "--run", tmp_path / "run"]):
         r = tnfast(*cmd, cwd=tmp_path)
         assert r.returncode == 2, r.stderr
         errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]

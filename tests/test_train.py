@@ -454,7 +454,8 @@ def test_folds_members_are_one_member_runs_on_their_folds(folds_runs, tiny):
     p = load_predictor(d / "ens")
     b = p.bundle
     genes = np.arange(b.n_genes)
-    members = [torch.from_numpy(load_predictor(d / f"s{k}", b, inputs=("train", "valid")).predict_types(p.types, genes))
+    # each single run with its own (re-split) bundle: train and valid are the same signatures as b's
+    members = [torch.from_numpy(load_predictor(d / f"s{k}", inputs=("train", "valid")).predict_types(p.types, genes))
                for k in (0, 1)]
     torch.testing.assert_close(torch.from_numpy(p.predict_types(p.types, genes)), (members[0] + members[1]) / 2,
                                rtol=1e-6, atol=1e-7)
@@ -569,6 +570,10 @@ def test_a_run_saved_before_the_output_subspace_projects_nothing(cli_run, tmp_pa
     (["--device", "cuda"], "--device", "no CUDA device"),
     (["--resume", "--set", "train.lr=1"], "--resume", "saved data and config"),
     (["--out", "{tmp}/taken"], "taken", "already exists"),
+    (["--seed", "-1"], "--seed", "must be >= 0, got -1"),
+    (["--set", "train.seed=-3"], "--set", "seed must be an integer >= 0, got -3"),
+    (["--model", "ridge", "--seed", "-1"], "--seed", "must be >= 0"),
+    (["--model", "ridge", "--out", "{tmp}/taken"], "taken", "already exists (choose another --out)"),
 ])
 def test_bad_configuration_is_one_line(tiny, tmp_path, args, where, what):
     if "--device" in args and torch.cuda.is_available():
@@ -581,9 +586,19 @@ def test_bad_configuration_is_one_line(tiny, tmp_path, args, where, what):
     data = [] if "--resume" in args else ["--data", tiny]
     r = tnfast("train", *data, *args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
+    lines = r.stderr.rstrip("\n").splitlines()  # no empty progress line before it either
     assert len(lines) == 1 and where in lines[0] and what in lines[0], r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_bad_set_is_refused_before_the_default_is_generated(tmp_path):
+    """No --data means generating the full-scale default (a minute, half a GB): a typo in --set
+    is refused before that, and the --config help names its sections."""
+    r = tnfast("train", "--set", "train.stepz=3", cwd=tmp_path, env_extra={"TNFAST_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 2 and "unknown [train] keys stepz" in r.stderr, r.stderr
+    assert not (tmp_path / "cache").exists()
+    r = tnfast("train", "--help", cwd=tmp_path, env_extra={"COLUMNS": "250"})
+    assert "TOML file: profile, [model] and [train] values" in r.stdout
 
 
 def test_learning_rate_schedule():

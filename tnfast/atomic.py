@@ -144,3 +144,17 @@ def check_output(path: str | os.PathLike, directory: bool) -> None:
         raise InputError(parent, f"is not a directory, so {path} cannot be created under it")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(parent, f"permission denied: cannot create {path.name} here")
+
+
+def check_new_file(path: str | os.PathLike, overwrite: bool, parents: bool = False) -> None:
+    """:func:`check_output` for a file, then: an existing file is replaced only with --overwrite.
+
+    Before any work, so a refused output costs nothing. A directory is refused as a directory,
+    even with --overwrite. ``parents``: the writer creates missing directories above the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a directory; expected a file to write")
+    check_output(path.parent if parents else path, directory=parents)
+    if path.exists() and not overwrite:
+        raise InputError(path, "already exists (pass --overwrite to replace it)")

@@ -30,9 +30,26 @@ def _say(msg: str) -> None:
     err.print(f"[dim]·[/dim] {escape(msg)}", soft_wrap=True, highlight=False)
 
 
+class _Bar(Progress):
+    """A progress bar shown from its first task on: a command that fails before any progress
+    prints its one error line and no empty bar line before it."""
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live.is_started:
+            self.stop()
+
+    def add_task(self, *args, **kwargs):
+        if not self.live.is_started:
+            self.start()
+        return super().add_task(*args, **kwargs)
+
+
 def _bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=False)
+    return _Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=err, transient=False)
 
 
 def _version(value: bool) -> None:
@@ -83,11 +100,20 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     return result
 
 
+OVERWRITE_BUNDLE_HELP = "Replace an existing bundle (or fill an empty directory); anything else is left alone."
+
+
+def _check_seed(seed: int) -> None:
+    """A command's --seed, before any work (numpy refuses a negative seed with a traceback)."""
+    if seed < 0:
+        raise InputError("--seed", f"must be >= 0, got {seed}")
+
+
 @data_app.command("import")
 def data_import(
     out_dir: Annotated[Path, typer.Option("--out", help="Bundle directory to create.")],
-    signatures: Annotated[Optional[list[Path]], typer.Option("--signatures", help="GCTX or TSV/CSV signature matrix (repeatable).")] = None,
-    sig_type: Annotated[Optional[str], typer.Option("--type", help="Perturbation type of the signature files (RNAi, CRISPR, OE), instead of their pert_type metadata.")] = None,
+    signatures: Annotated[Optional[list[str]], typer.Option("--signatures", metavar="[TYPE=]FILE", help="GCTX or TSV/CSV signature matrix, or TYPE=FILE to give its perturbation type (RNAi, CRISPR, OE), which wins over its pert_type metadata (repeatable).")] = None,
+    sig_type: Annotated[Optional[list[str]], typer.Option("--type", metavar="TYPE", help="Perturbation type (RNAi, CRISPR, OE) of the signature files that carry no pert_type metadata (TSV/CSV, GCTX without it); files with pert_type keep their own. Once only: --signatures TYPE=FILE types one file.")] = None,
     gene_field: Annotated[str, typer.Option(help="GCTX column metadata field holding the perturbed gene id.")] = "pert_gene_id",
     features: Annotated[Optional[Path], typer.Option(help="Gene features: TSV/CSV(.gz) with a gene_id column, or .npy with --feature-genes.")] = None,
     feature_genes: Annotated[Optional[Path], typer.Option(help="Gene ids of the rows of a .npy feature matrix.")] = None,
@@ -104,15 +130,19 @@ def data_import(
     max_unknown: Annotated[float, typer.Option(help="Largest fraction of ids that may match nothing before it is an error.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the split assignment.")] = 0,
     name: Annotated[Optional[str], typer.Option(help="Dataset name (default: the directory name).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_BUNDLE_HELP)] = False,
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help=MAX_MEMORY_HELP)] = None,
 ) -> None:
     """Import real files (GCTX, TSV/CSV, edge lists, org.Hs.eg.sqlite) into a bundle."""
     from .data.importer import import_bundle, parse_type
 
+    _check_seed(seed)
+    if sig_type and len(sig_type) > 1:  # it types every untyped file: a second cannot be honoured
+        raise InputError("--type", f"given {len(sig_type)} times; give each file its own type with "
+                                   "--signatures TYPE=FILE")
     limit = _max_memory(max_memory)
     path = import_bundle(
-        out_dir, signatures=signatures or [], sig_type=parse_type(sig_type, "--type") if sig_type else None,
+        out_dir, signatures=signatures or [], sig_type=parse_type(sig_type[0], "--type") if sig_type else None,
         gene_field=gene_field, features=features, feature_genes=feature_genes, edges=_pairs(edges, "--edges"),
         id_map=id_map, min_score=min_score, orgdb=orgdb, layers=_layers(layers) if orgdb else (),
         max_term_size=max_term_size, locations=locations, builtin=builtin_locations, splits=_pairs(split, "--split"), genes=genes,
@@ -174,15 +204,16 @@ def data_synth(
     out_dir: Annotated[Path, typer.Option("--out", help="Bundle directory to create.")],
     scale: Annotated[str, typer.Option(help="full (the real problem's shape), small or tiny.")] = "full",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle.")] = False,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_BUNDLE_HELP)] = False,
 ) -> None:
     """Generate the synthetic dataset (the embedded default) as a bundle."""
+    from .data.bundle import check_bundle_out
     from .data.synth import SCALES, synthesize
 
     if scale not in SCALES:
         raise InputError("--scale", f"expected one of {', '.join(SCALES)}, got {scale!r}")
-    if out_dir.exists() and not overwrite:
-        raise InputError(out_dir, "already exists (pass --overwrite to replace it)")
+    _check_seed(seed)
+    check_bundle_out(out_dir, overwrite)  # before the minute synthesis takes at full scale
     synthesize(scale, seed, progress=_say).save(out_dir, overwrite=overwrite)
     _info(out_dir)
 
@@ -191,7 +222,7 @@ def data_synth(
 def train_cmd(
     data: Annotated[Optional[Path], typer.Option(help="Bundle directory (default: the synthetic default, made once and cached).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/<run id>, or under $TNFAST_RUNS).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file: profile, [model] and [train] values (a run's config.toml works).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file: profile, \\[model] and \\[train] values (a run's config.toml works).")] = None,
     profile: Annotated[Optional[str], typer.Option(help="quick (CPU, minutes), small (hundreds of measured genes: 10 members) or full (paper scale, GPU); default: small for such data, else full on CUDA and quick otherwise.")] = None,
     sets: Annotated[Optional[list[str]], typer.Option("--set", help="Override one value, e.g. model.gat_heads=4 or train.lr=3e-4 (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -208,6 +239,12 @@ def train_cmd(
         raise InputError("--model", f"expected transcriptionnet or ridge, got {model!r}")
     if resume and (config or profile or sets or seed is not None or data):
         raise InputError("--resume", "continues a run with its saved data and config; drop --data/--config/--profile/--set/--seed")
+    if seed is not None:
+        _check_seed(seed)
+    if not resume and model == "transcriptionnet":
+        from .train_config import resolve
+
+        resolve(profile, config, sets or [], seed)  # a bad --config or --set before any work
     if data is None and not resume:
         from .data.synth import default_bundle
 
@@ -301,9 +338,11 @@ def infer_cmd(
 
     limit = _max_memory(max_memory)
     wanted = parse_types(types)
+    notes: list[str] = []
     if run is None:
         run = latest_run()
-    notes: list[str] = []
+        # the newest complete run: a newer interrupted one is passed over, so say which was used
+        notes.append(f"run {run} (the newest complete one; --run chooses another)")
     check_infer(read_run(run), chunk, device, limit, progress=notes.append)  # before the store is created
     show_notes = _held(notes)
     with _bar() as bar:
@@ -323,7 +362,7 @@ def infer_cmd(
 @app.command("export")
 def export_cmd(
     preds: Annotated[Path, typer.Argument(help="A preds.zarr written by `tnfast infer`.")],
-    fmt: Annotated[str, typer.Option("--format", help="gctx (CMap layout) or tsv (.gz compresses).")],
+    fmt: Annotated[str, typer.Option("--format", help="gctx (CMap layout, HDF5; name it .gctx) or tsv (a .gz name gzips it).")],
     out_file: Annotated[Path, typer.Option("--out", help="File to write.")],
     types: Annotated[Optional[str], typer.Option(help="Comma-separated types (default: all in the store).")] = None,
     genes: Annotated[Optional[Path], typer.Option(help="Only these genes (one id per line, or a gene_id column).")] = None,
@@ -346,15 +385,19 @@ def query_cmd(
     method: Annotated[str, typer.Option(help="pearson, spearman, cosine or wtcs (CMap's connectivity score).")] = "pearson",
     types: Annotated[Optional[str], typer.Option(help="Comma-separated types to search (default all).")] = None,
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Write every ranked (perturbation, gene) as TSV.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Rank every predicted perturbation by similarity to a query signature."""
-    from .atomic import check_output
+    from .atomic import check_new_file
     from .preds import parse_types
     from .query import query, write_hits
 
+    if top < 1:  # a slice would show nothing (0) or drop rows from the end (negative)
+        raise InputError("--top", f"must be >= 1, got {top}")
+    wanted = parse_types(types)
     if out_file is not None:
-        check_output(out_file, directory=False)  # before the work, not after it
-    hits = query(preds, signature, method, column, parse_types(types))
+        check_new_file(out_file, overwrite)  # before the work, not after it
+    hits = query(preds, signature, method, column, wanted)
     t = Table("rank", "perturbation", "gene", method, "measured", title=f"best matches to {escape(signature.name)}")
     for i, h in enumerate(hits[:top], 1):
         t.add_row(str(i), h.perturbation, escape(h.gene), f"{h.score:.4f}", "yes" if h.measured else "")
@@ -374,19 +417,27 @@ def evaluate_cmd(
     report: Annotated[Optional[Path], typer.Option(help="Write PNG plots and an index.html into this folder.")] = None,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write every number as JSON.")] = None,
     orgdb: Annotated[Optional[Path], typer.Option(help="org.Hs.eg.sqlite: also report the GO-BP/KEGG co-annotation AUROC of measured vs predicted signatures.")] = None,
+    gene_field: Annotated[str, typer.Option(help="GCTX column metadata field of --truth files holding the perturbed gene id.")] = "pert_gene_id",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --json file or --report folder.")] = False,
 ) -> None:
     """Score predictions and the baselines (training mean, ridge, kNN, network, other type;
     on synthetic data the inputs ceiling and the oracle)."""
-    from .evaluate import coannotation, evaluate, write_json
+    from .atomic import check_new_file
+    from .data.orgdb import coannotation_layers
+    from .evaluate import COANNOTATION_LAYERS, coannotation_scores, evaluate, write_json
     from .report import check_report_dir, print_tables, write_report
 
+    # The outputs and --orgdb before the work, not after it (minutes at genome scale).
     if report is not None:
-        check_report_dir(report)  # before the work, not after it
-    ev = evaluate(run, data, split, truth or (), preds, progress=_say)
+        check_report_dir(report, overwrite)
+    if json_file is not None:
+        check_new_file(json_file, overwrite, parents=True)
+    annotated = None if orgdb is None else coannotation_layers(orgdb, COANNOTATION_LAYERS)
+    ev = evaluate(run, data, split, truth or (), preds, progress=_say, gene_field=gene_field)
     print_tables(ev.summary, out)
-    if orgdb is not None:
+    if annotated is not None:
         _say("co-annotation check")
-        ev.summary["coannotation"] = co = coannotation(ev.run_dir, orgdb)
+        ev.summary["coannotation"] = co = coannotation_scores(ev.run_dir, annotated)
         t = Table("type", "layer", "measured", "predicted (same genes)", "predicted (unmeasured genes)",
                   title="co-annotation AUROC (0.5 = chance)")
         for ty, layers in co.items():

@@ -52,7 +52,7 @@ from .errors import InputError
 from .metrics import (abs_pearson, ks_d, mean_se, paired_lead, pearson_delta, retrieval_ranks, retrieval_summary,
                       row_mse, row_pearson, snap_to_mean, top_k_direction)
 from .own_effect import landmark_of_genes
-from .runs import latest_run, read_run, runs_root
+from .runs import check_bundle, latest_run, read_run, runs_root
 
 EVAL_SPLITS = ("valid", "test")
 PREDICTORS = ("model", "mean", "ridge", "ridge_effects", "ridge_residual", "knn", "network", "other_type",
@@ -105,12 +105,7 @@ class _RunPredictions:
         self._index = self.p.bundle.gene_index()
 
     def __call__(self, ptype: str, gene_ids: np.ndarray) -> np.ndarray:
-        idx = np.array([self._index.get(g, -1) for g in gene_ids.tolist()], np.int64)
-        if (idx < 0).any():
-            bad = gene_ids[idx < 0]
-            raise InputError(self.where, f"{len(bad)} evaluated {ptype} genes are not in the run's bundle "
-                                         f"(e.g. {bad[0]!r})")
-        return self.p.predict(ptype, idx)
+        return self.p.predict(ptype, _positions(self._index, gene_ids, self.where, ptype, "not in the run's bundle"))
 
 
 class _StorePredictions:
@@ -128,38 +123,48 @@ class _StorePredictions:
         self._index = {g: i for i, g in enumerate(p.genes.tolist())}
 
     def __call__(self, ptype: str, gene_ids: np.ndarray) -> np.ndarray:
-        idx = np.array([self._index.get(g, -1) for g in gene_ids.tolist()], np.int64)
-        if (idx < 0).any():
-            bad = gene_ids[idx < 0]
-            raise InputError(self.where, f"no predictions for {len(bad)} evaluated {ptype} genes (e.g. {bad[0]!r})")
+        idx = _positions(self._index, gene_ids, self.where, ptype, "missing from the store")
         order = np.argsort(idx, kind="stable")
         vals = np.empty((len(idx), len(self.landmarks)), np.float32)
         if len(idx):
             vals[order] = self.arr.get_orthogonal_selection((self.types.index(ptype), idx[order], slice(None)))
         bad = ~np.isfinite(vals).all(axis=1)
         if bad.any():
-            raise InputError(self.where, f"NaN or infinite {ptype} predictions for gene {gene_ids[bad][0]!r} "
+            raise InputError(self.where, f"NaN or infinite {ptype} predictions for gene {gene_ids[bad][0]} "
                                          f"({int(bad.sum())} genes)")
         return vals
 
 
+def _positions(index: dict[str, int], gene_ids: np.ndarray, where, ptype: str, absent: str) -> np.ndarray:
+    """Positions of ``gene_ids`` by ``index``; ids it lacks are one error saying they are ``absent``."""
+    ids = gene_ids.tolist()  # plain str: a message shows 1060, not np.str_('1060')
+    idx = np.array([index.get(g, -1) for g in ids], np.int64)
+    if (idx < 0).any():
+        bad = [g for g, i in zip(ids, idx.tolist()) if i < 0]
+        genes_are = "gene is" if len(bad) == 1 else "genes are"
+        raise InputError(where, f"{len(bad)} evaluated {ptype} {genes_are} {absent} (e.g. {bad[0]})")
+    return idx
+
+
 def _align(src: np.ndarray, dst: np.ndarray, where, what: str) -> np.ndarray:
     """Positions in ``src`` of each id of ``dst``; the two must hold the same ids."""
-    pos = {x: i for i, x in enumerate(np.asarray(src).astype(str).tolist())}
-    idx = np.array([pos.get(x, -1) for x in np.asarray(dst).astype(str).tolist()], np.int64)
+    src_ids, dst_ids = (np.asarray(a).astype(str).tolist() for a in (src, dst))  # plain str, for messages too
+    pos = {x: i for i, x in enumerate(src_ids)}
+    idx = np.array([pos.get(x, -1) for x in dst_ids], np.int64)
     if (idx < 0).any() or len(src) != len(dst):
-        extra = sorted(set(np.asarray(src).astype(str).tolist()) - set(np.asarray(dst).astype(str).tolist()))
-        lacking = np.asarray(dst)[idx < 0]
-        example = f"{lacking[0]!r} is missing" if len(lacking) else f"{extra[0]!r} is not in the bundle"
+        extra = sorted(set(src_ids) - set(dst_ids))
+        lacking = [x for x, i in zip(dst_ids, idx.tolist()) if i < 0]
+        example = f"{lacking[0]} is missing" if lacking else f"{extra[0]} is not in the bundle"
         raise InputError(where, f"{what} ids differ from the bundle's ({len(src)} vs {len(dst)}; {example})")
     return idx
 
 
 # --------------------------------------------------------------------------- truth
 
-def _truth_sets(files: Sequence[str | os.PathLike], bundle: Bundle, notes: list[str]
-                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{type: (bundle gene indices, (n, L) measured signatures)} from GCTX/TSV files."""
+def _truth_sets(files: Sequence[str | os.PathLike], bundle: Bundle, notes: list[str],
+                gene_field: str = "pert_gene_id") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{type: (bundle gene indices, (n, L) measured signatures)} from GCTX/TSV files (a GCTX
+    names each signature's gene in its column metadata field ``gene_field``)."""
     from .data.importer import read_signature_file
 
     index = bundle.gene_index()
@@ -169,7 +174,7 @@ def _truth_sets(files: Sequence[str | os.PathLike], bundle: Bundle, notes: list[
     example = None
     for f in files:
         ptype, p = parse_truth_arg(f)
-        for t, genes, landmarks, values in read_signature_file(p, ptype):
+        for t, genes, landmarks, values in read_signature_file(p, ptype, gene_field):
             order = _align(landmarks, bundle.landmarks, p, "landmark")
             values = np.asarray(values, np.float64)[:, order]
             for g, v in zip(genes.tolist(), values):
@@ -185,7 +190,7 @@ def _truth_sets(files: Sequence[str | os.PathLike], bundle: Bundle, notes: list[
     if not sums:
         p, g = example if example else (files[0], "?")
         raise InputError(p, f"none of the {total} truth signatures names a gene of the bundle (e.g. {g!r}); "
-                            f"genes are matched by perturbed gene id (--gene-field of the import)")
+                            f"genes are matched by perturbed gene id (--gene-field)")
     if unknown:
         notes.append(f"{unknown} of {total} truth signatures name genes not in the bundle; skipped")
     out = {}
@@ -214,9 +219,10 @@ def parse_truth_arg(arg: str | os.PathLike) -> tuple[str | None, Path]:
     return None, p
 
 
-def read_truth(files: Sequence[str | os.PathLike], bundle: Bundle) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_truth(files: Sequence[str | os.PathLike], bundle: Bundle,
+               gene_field: str = "pert_gene_id") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Public form of the truth-file reader: {type: (bundle gene indices, signatures)}."""
-    return _truth_sets(files, bundle, [])
+    return _truth_sets(files, bundle, [], gene_field)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -344,13 +350,15 @@ def _find_run(run_id: str | None) -> Path | None:
 def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
              split: str | None = None, truth: Sequence[str | os.PathLike] = (),
              preds: str | os.PathLike | None = None,
-             progress: Callable[[str], None] = lambda msg: None) -> Evaluation:
+             progress: Callable[[str], None] = lambda msg: None, gene_field: str = "pert_gene_id") -> Evaluation:
     """Score a run's predictions (or a preds.zarr) and the baselines on a split or given signatures.
 
     ``run``: run directory (default: the newest, unless ``preds`` is given); ``data``: bundle
     (default: the run's); ``split``: ``valid`` or ``test`` (default: test when the bundle has
     test signatures, else valid); ``truth``: GCTX/TSV files of measured signatures instead of a
-    split; ``preds``: a preds.zarr to score instead of running the model.
+    split; ``preds``: a preds.zarr to score instead of running the model (written by ``run``,
+    when given); ``gene_field``: the GCTX column metadata field of ``truth`` files naming the
+    perturbed gene.
     """
     if split is not None and split not in EVAL_SPLITS:
         raise InputError("--split", f"expected one of {', '.join(EVAL_SPLITS)}, got {split!r}")
@@ -368,6 +376,8 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
                 raise InputError(preds, f"its run {store.run_id!r} is not under {runs_root()}; "
                                         f"pass --data BUNDLE (or --run RUN_DIR)")
     meta = read_run(run_dir) if run_dir is not None else None
+    if run is not None and store is not None:
+        _check_store_run(store, meta, run_dir)
     if data is None:
         data = meta["data"]
     data = Path(data)
@@ -380,10 +390,12 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
     if not bundle.signatures:
         raise InputError(data, "has no signatures: nothing to train the baselines on")
     same_data = meta is not None and Path(meta["data"]).resolve() == data.resolve()
+    if same_data:  # the run's context (its splits, training curves) must be this bundle's
+        check_bundle(meta, bundle, run_dir / "run.json")
 
     # The evaluated genes and their measured signatures, per type.
     if truth:
-        sets = _truth_sets(truth, bundle, notes)
+        sets = _truth_sets(truth, bundle, notes, gene_field)
         for t in list(sets):
             if t not in bundle.signatures:
                 notes.append(f"{t}: the bundle has no {t} training signatures; not evaluated")
@@ -560,6 +572,14 @@ def inputs_ceiling(x: np.ndarray, truth: np.ndarray, genes: np.ndarray) -> tuple
     return pred, model.alpha
 
 
+def _check_store_run(store: _StorePredictions, meta: dict, run_dir: Path) -> None:
+    """A store is scored as the predictions of the --run that wrote it: another run's members may
+    have trained on the evaluated genes (train.member_valid = folds), which only its own run says."""
+    if store.run_id != meta["run_id"]:
+        raise InputError(store.where, f"was written by run {store.run_id}, not by --run {run_dir} (run "
+                                      f"{meta['run_id']}); pass the run that wrote it, or leave out --run")
+
+
 def _refuse_valid(run_dir: Path):
     raise InputError("--split", f"the run {run_dir} trained its members on the valid genes "
                                 "(train.member_valid = folds): score a test split, or read the "
@@ -647,8 +667,11 @@ def coannotation_auroc(signatures: np.ndarray, gene_ids: np.ndarray, layer, cent
     return out
 
 
+COANNOTATION_LAYERS = ("go-bp", "kegg")
+
+
 def coannotation(run_dir: str | os.PathLike | None, orgdb: str | os.PathLike,
-                 layers: Sequence[str] = ("go-bp", "kegg")) -> dict:
+                 layers: Sequence[str] = COANNOTATION_LAYERS) -> dict:
     """The paper's external check, for measured and predicted signatures side by side.
 
     Per type and co-annotation layer (from org.Hs.eg.sqlite): the AUROC of signature similarity
@@ -658,11 +681,17 @@ def coannotation(run_dir: str | os.PathLike | None, orgdb: str | os.PathLike,
     predictions for ``unmeasured`` genes that have inputs. 0.5 is chance.
     """
     from .data.orgdb import coannotation_layers
+
+    return coannotation_scores(run_dir, coannotation_layers(orgdb, layers))
+
+
+def coannotation_scores(run_dir: str | os.PathLike | None, annotated: dict) -> dict:
+    """:func:`coannotation` over layers already read (name -> co-annotation EdgeList): `tnfast
+    evaluate` reads them before its evaluation, so a bad --orgdb fails in seconds, not after it."""
     from .predict import load_predictor
 
     p = load_predictor(run_dir)
     b = p.bundle
-    annotated = coannotation_layers(orgdb, layers)
     has_input = np.zeros(b.n_genes, bool)
     for csr in b.networks.values():
         has_input |= csr.degrees() > 0

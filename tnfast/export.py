@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_file, check_output
+from .atomic import atomic_file, check_new_file
 from .data.bundle import TYPE_CODES
 from .data.gctx import gctx_writer
 from .errors import InputError
@@ -30,9 +30,11 @@ def export(preds: str | os.PathLike, fmt: str, out: str | os.PathLike, types: li
     out = Path(out)
     if fmt not in FORMATS:
         raise InputError("--format", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
-    if out.exists() and not overwrite:
-        raise InputError(out, "already exists (pass --overwrite to replace it)")
-    check_output(out, directory=False)
+    if fmt == "gctx" and out.suffix.lower() == ".gz":
+        # refused, not gzipped: CMap tools and `tnfast data import` read GCTX only as plain HDF5
+        raise InputError(out, "a .gz name with --format gctx: GCTX is an HDF5 file, read unzipped; "
+                              "name it .gctx (only --format tsv is gzipped by a .gz name)")
+    check_new_file(out, overwrite)
     p = open_preds(preds)
     ti = p.select_types(types)
     gi = np.arange(len(p.genes)) if genes is None else p.select_genes(genes)

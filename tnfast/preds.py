@@ -85,7 +85,8 @@ def gene_positions(ids_file: str | os.PathLike, universe: np.ndarray, source) ->
     index = {g: i for i, g in enumerate(universe.tolist())}
     unknown = [g for g in wanted.tolist() if g not in index]
     if unknown:
-        raise InputError(ids_file, f"{len(unknown)} gene ids are not in {source}, e.g. {unknown[0]!r}")
+        ids_are = "gene id is" if len(unknown) == 1 else "gene ids are"
+        raise InputError(ids_file, f"{len(unknown)} {ids_are} not in {source}, e.g. {unknown[0]!r}")
     return np.array(sorted(index[g] for g in wanted.tolist()), dtype=np.int64)
 
 
@@ -130,4 +131,7 @@ def parse_types(value: str | None) -> list[str] | None:
     bad = [v for v in got if v not in TYPES]
     if bad or not got:
         raise InputError("--types", f"expected a comma-separated subset of {','.join(TYPES)}, got {value!r}")
+    twice = next((t for i, t in enumerate(got) if t in got[:i]), None)
+    if twice is not None:  # a store with a repeated coordinate cannot be exported or queried sensibly
+        raise InputError("--types", f"{twice} given twice")
     return got

@@ -110,6 +110,9 @@ def query(preds: str | os.PathLike, signature: str | os.PathLike, method: str = 
         raise InputError(signature, f"only {len(cols)} of the store's {len(p.landmarks)} landmark ids are in the "
                                     "query (expected landmark Entrez ids)")
     qv = np.array([q[lm] for lm in p.landmarks[cols].tolist()])
+    if np.unique(qv).size < 2:  # no ranking to match: Pearson scores 0 for everything, wtcs picks arbitrary sets
+        raise InputError(signature, f"the query signature is constant (all {len(qv)} values on the store's "
+                                    "landmarks are equal); expected a signature with up and down landmarks")
     found: list[Hit] = []
     for pos, block in p.chunks():
         for t in ti:

@@ -316,14 +316,18 @@ def _page(ev: Evaluation, images: list[tuple[str, str]], notes: list[str]) -> st
     return "\n".join(parts)
 
 
-def check_report_dir(out: str | os.PathLike) -> Path:
-    """``out`` as a Path if a report may be written there: absent, empty, or an earlier report."""
+def check_report_dir(out: str | os.PathLike, overwrite: bool = True) -> Path:
+    """``out`` as a Path if a report may be written there: absent, empty, or an earlier report
+    (replaced only with ``overwrite``: --overwrite, as for every other output)."""
     out = Path(out)
     if out.exists():
         if not out.is_dir():
             raise InputError(out, "exists and is not a directory")
-        if any(out.iterdir()) and not (out / "index.html").is_file():
-            raise InputError(out, "exists and is not an earlier report (no index.html); choose another --report")
+        if any(out.iterdir()):
+            if not (out / "index.html").is_file():
+                raise InputError(out, "exists and is not an earlier report (no index.html); choose another --report")
+            if not overwrite:
+                raise InputError(out, "already exists (pass --overwrite to replace it)")
     return out
 
 

@@ -287,7 +287,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
             progress(f"member {k + 1} of {tc.ensemble} (seed {mcfg.train.seed})")
         members.append(_train_member(member_bundle(bundle, cfg, k), graph, mcfg, k, run_dir, types, dev, rank, size,
                                      ck_member if k == first else None, members, progress, on_step))
-    progress("scoring valid and test" + (f" with the mean of the {tc.ensemble} members" if tc.ensemble > 1 else ""))
+    progress(_scoring(bundle, tc))
     summary = summarize(load_members(run_dir, bundle, graph, cfg, dev), graph, bundle, types, dev, cfg)
     if rank == 0:
         with atomic_file(run_dir / "run.json") as tmp:
@@ -296,6 +296,16 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
                                       members=members))
         ckpt_path.unlink(missing_ok=True)
     return run_dir, summary
+
+
+def _scoring(bundle: Bundle, tc: TrainConfig) -> str:
+    """What :func:`summarize` scores on this bundle, in words."""
+    has = [sp for sp in ("valid", "test") if any(len(s.rows(sp)) for s in bundle.signatures.values())]
+    mean = f" with the mean of the {tc.ensemble} members" if tc.ensemble > 1 else ""
+    if tc.member_valid == "split":
+        return f"scoring {' and '.join(has)}{mean}" if has else "no valid or test signatures to score"
+    # the valid genes trained most members: every measured gene by the member that held it out
+    return "scoring out of fold" + (f", and test{mean}" if "test" in has else "")
 
 
 def member_config(cfg: RunConfig, k: int) -> RunConfig:
@@ -487,7 +497,8 @@ def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int,
             tuple(torch.from_numpy(c) for c in codes), s_genes, s_types, s_truth).items()}
     if rank == 0 and (valid.types or own_fits is not None or arm_fits is not None):  # something was fitted
         _save(model.state_dict(), best_path)
-    progress(f"{label}best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f})"
+    progress(f"{label}" + (f"best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f})" if st["best_step"] >= 0
+                           else f"no validation: the weights of step {st['step']} kept")
              + (f"; own landmark: {own_landmark_text(own_fits)}" if own_fits else "")
              + (f"; chromosome arm: {arm_effect_text(arm_fits)}" if arm_fits else ""))
     record = {"seed": tc.seed, "best_step": st["best_step"], "steps": st["step"],

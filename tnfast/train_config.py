@@ -77,8 +77,8 @@ class TrainConfig:
         if self.member_valid == "folds" and self.ensemble < 2:
             raise ValueError("train config: member_valid = \"folds\" needs ensemble >= 2 (one fold per member; "
                              "member_valid = \"split\" trains one model)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"train config: seed must be an integer, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"train config: seed must be an integer >= 0, got {self.seed!r}")
 
 
 # quick: the full-scale synthetic default on 2 CPU cores in at most 15 minutes. Its encoder pass

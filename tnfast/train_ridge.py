@@ -32,6 +32,8 @@ def train_ridge(data: str | os.PathLike, out: str | os.PathLike | None = None, c
                 progress: Callable[[str], None] = lambda msg: None) -> tuple[Path, dict]:
     """Fit on the bundle at ``data``; returns (run directory, summary metrics per type and split)."""
     data = Path(data).resolve()
+    if out is not None and Path(out).exists():  # before the work; a run is never replaced
+        raise InputError(out, "already exists (choose another --out)")
     bundle = load_bundle(data)
     if not bundle.signatures:
         raise InputError(data, "has no signatures to train on (import some with --signatures)")

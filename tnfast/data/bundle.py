@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir
+from ..atomic import atomic_dir, check_output
 from ..errors import InputError, input_file
 from .csr import CSR
 from .tables import check_unique
@@ -126,7 +126,9 @@ class Bundle:
         return hit[1]
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write atomically: build in a temporary sibling, then rename into ``path``."""
+        """Write atomically: build in a temporary sibling, then rename into ``path``.
+        ``overwrite`` replaces only a bundle or an empty directory (see :func:`check_bundle_out`)."""
+        check_bundle_out(path, overwrite)
         with atomic_dir(path, overwrite) as tmp:
             self._write(tmp)
         return Path(path)
@@ -169,6 +171,32 @@ class Bundle:
             manifest["locations"] = True
         # Written last: its presence marks the bundle complete.
         (d / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def check_bundle_out(path: str | os.PathLike, overwrite: bool) -> None:
+    """One InputError, before any work, unless a bundle may be written to ``path``.
+
+    ``overwrite`` replaces only what is ours to replace, an earlier bundle or an empty
+    directory: an --out that names the user's own folder or file by mistake is never deleted.
+    """
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise InputError(path, "already exists (pass --overwrite to replace it)")
+        if not (_is_bundle(path) or (path.is_dir() and not any(path.iterdir()))):
+            raise InputError(path, "is not a tnfast bundle (nor an empty directory): left alone, as --overwrite "
+                                   "replaces only those")
+    check_output(path, directory=True)
+
+
+def _is_bundle(path: Path) -> bool:
+    """Whether ``path`` has a bundle.json with tnfast's format marker (of any version: an
+    older or newer bundle is still one of ours)."""
+    try:
+        manifest = json.loads((path / "bundle.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no such file, not a directory, not UTF-8, not JSON
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
 
 
 def structural_inputs(layers, n_genes: int, dim: int, seed: int) -> np.ndarray:

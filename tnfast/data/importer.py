@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import check_output
-from ..errors import InputError
-from .bundle import PERT_TYPE_CODES, SPLITS, TYPES, Bundle, Features, Locations, Signatures, load_npy
+from ..errors import InputError, input_file
+from .bundle import (PERT_TYPE_CODES, SPLITS, TYPES, Bundle, Features, Locations, Signatures, check_bundle_out,
+                     load_npy)
 from .csr import build_csr
 from .edges import EdgeList, read_edge_list, read_id_map
 from .gctx import read_gctx
@@ -31,39 +31,65 @@ _LAYER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def parse_type(value: str, where: str) -> str:
     """'RNAi' / 'crispr' / 'trt_oe' ... -> the canonical type name."""
+    t = _type_named(value)
+    if t is None:
+        raise InputError(where, f"unknown perturbation type {value!r}; expected one of {', '.join(TYPES)} "
+                                f"or {', '.join(PERT_TYPE_CODES)}")
+    return t
+
+
+def _type_named(value: str) -> str | None:
     v = value.strip()
     if v in PERT_TYPE_CODES:
         return PERT_TYPE_CODES[v]
-    for t in TYPES:
-        if v.lower() == t.lower():
-            return t
-    raise InputError(where, f"unknown perturbation type {value!r}; expected one of {', '.join(TYPES)} "
-                            f"or {', '.join(PERT_TYPE_CODES)}")
+    return next((t for t in TYPES if v.lower() == t.lower()), None)
+
+
+def signature_source(value: str | os.PathLike) -> tuple[str | None, str]:
+    """A --signatures value: 'RNAi=x.tsv' -> ('RNAi', 'x.tsv'); a plain path -> (None, path).
+
+    Only a type name (as :func:`parse_type` reads it) before the first '=' makes a prefix, so a
+    path such as 'runs/a=b.tsv' stays a path; a file really named 'OE=x.tsv' is './OE=x.tsv'.
+    """
+    text = os.fspath(value)
+    key, sep, path = text.partition("=")
+    ptype = _type_named(key) if sep else None
+    if ptype is None:
+        return None, text
+    if not path:
+        raise InputError(f"--signatures {text}", "expected TYPE=FILE, with the file after '='")
+    return ptype, path
 
 
 def read_signature_file(path: str | os.PathLike, ptype: str | None = None,
-                        gene_field: str = "pert_gene_id") -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+                        gene_field: str = "pert_gene_id",
+                        default_type: str | None = None) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """[(type, perturbed gene ids (n,), landmark ids (L,), values (n, L))] from GCTX or TSV/CSV.
 
-    GCTX: rows are landmarks, columns signatures; type from column metadata ``pert_type``
-    (genetic codes only; compounds and controls are skipped) unless ``ptype`` is given; gene from
-    ``gene_field``. TSV/CSV: first column the perturbed gene, one column per landmark (header =
-    landmark ids); ``ptype`` required.
+    The type of every signature is ``ptype`` when given (it relabels a file); else the file's
+    own, from GCTX column metadata ``pert_type`` (genetic codes only; compounds and controls are
+    skipped); else ``default_type`` (the type of files that carry none); else an error.
+    GCTX: rows are landmarks, columns signatures; gene from ``gene_field``. TSV/CSV: first column
+    the perturbed gene, one column per landmark (header = landmark ids); it carries no type.
     """
-    p = Path(path)
+    p = Path(input_file(path, "a GCTX or TSV/CSV signature matrix"))
+    if p.name.lower().endswith(".gctx.gz"):
+        raise InputError(p, "is a gzipped GCTX; GCTX files must be uncompressed HDF5 (gunzip it first)")
+    given = ptype or default_type
     if p.suffix.lower() == ".gctx":
         g = read_gctx(p)
         if gene_field not in g.col_meta:
             raise InputError(p, f"no column metadata field {gene_field!r} naming the perturbed gene "
                                 f"(have: {', '.join(g.col_meta) or 'none'}; see --gene-field)")
         genes = np.array([_gene_id(x) for x in g.col_meta[gene_field].tolist()], dtype=str)
-        if ptype is not None:
-            types = np.full(len(genes), ptype)
-        elif "pert_type" in g.col_meta:
+        if ptype is None and "pert_type" in g.col_meta:
             codes = np.asarray(g.col_meta["pert_type"]).astype(str)
             types = np.array([PERT_TYPE_CODES.get(c, "") for c in codes.tolist()])
+        elif given is None:
+            raise InputError(p, "no column metadata 'pert_type'; pass --type RNAi|CRISPR|OE or "
+                                "--signatures TYPE=FILE")
         else:
-            raise InputError(p, "no column metadata 'pert_type'; pass --type RNAi|CRISPR|OE")
+            types = np.full(len(genes), given)
         values = g.matrix.T.astype(np.float32)
         landmarks = g.row_ids.astype(str)
         if "pr_gene_id" in g.row_meta and not all(x.isdigit() for x in landmarks.tolist()):
@@ -71,11 +97,11 @@ def read_signature_file(path: str | os.PathLike, ptype: str | None = None,
             landmarks = np.array([_gene_id(x) for x in g.row_meta["pr_gene_id"].tolist()], dtype=str)
         places, gene_source = [f"column {c}" for c in g.col_ids.tolist()], gene_field
     else:
-        if ptype is None:
-            raise InputError(p, "a TSV/CSV signature matrix needs --type RNAi|CRISPR|OE")
+        if given is None:
+            raise InputError(p, "a TSV/CSV signature matrix needs --type RNAi|CRISPR|OE or --signatures TYPE=FILE")
         genes, landmarks, values = read_matrix(p, unique=False)
         landmarks = np.array(landmarks, dtype=str)
-        types = np.full(len(genes), ptype)
+        types = np.full(len(genes), given)
         places, gene_source = [f"data row {i + 1}" for i in range(len(genes))], "the first column"
     if not len(landmarks):
         raise InputError(p, "no landmark rows (expected the landmark genes' values of each signature)")
@@ -179,6 +205,11 @@ def import_bundle(
 ) -> Path:
     """Read every source, build the bundle, write it atomically to ``out``. Returns ``out``.
 
+    Each of ``signatures`` is a file or ``TYPE=FILE`` (:func:`signature_source`). A file's
+    signatures take the type given with it, else their own (GCTX ``pert_type`` metadata), else
+    ``sig_type``: the type of the files that carry none (TSV/CSV, GCTX without ``pert_type``).
+    ``overwrite`` replaces only an earlier bundle or an empty directory.
+
     The bundle gets the locations of its genes and landmarks from ``orgdb`` or, without it and
     unless ``builtin`` is false, from tnfast's built-in table (Entrez ids); a ``locations``
     table wins for the genes it lists. ``layers`` may be empty (locations only).
@@ -187,24 +218,26 @@ def import_bundle(
     sources (:mod:`tnfast.data.estimate`) and checked against ``max_memory`` bytes (default:
     the memory available to this process): a dataset that would not fit is refused up front."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(out, "already exists (pass --overwrite to replace it)")
-    check_output(out, directory=True)  # before reading anything: a wrong --out fails at once
+    check_bundle_out(out, overwrite)  # before reading anything: a wrong --out fails at once
     if not 0 <= max_unknown <= 1:
         raise InputError("--max-unknown", f"must be a fraction between 0 and 1, got {max_unknown}")
+    if feature_genes is not None and (features is None or Path(features).suffix != ".npy"):
+        raise InputError("--feature-genes", "is only for a .npy feature matrix (--features FILE.npy); a TSV/CSV "
+                                            "feature table names its genes itself")
+    typed = [signature_source(s) for s in signatures]
     if not (signatures or features or edges or (orgdb and layers)):
         raise InputError("tnfast data import", "nothing to import: give --signatures, --features, --edges or "
                                                "--orgdb with --layers")
-    _check_memory(max_memory, signatures, features, feature_genes, edges, id_map, orgdb, layers, max_term_size,
-                  genes, splits, locations, progress)
+    _check_memory(max_memory, [f for _, f in typed], features, feature_genes, edges, id_map, orgdb, layers,
+                  max_term_size, genes, splits, locations, progress)
     sources: list[str] = []
 
     # Signatures: several of one gene and type are averaged.
     sig_parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     landmarks = None
-    for f in signatures:
+    for ptype, f in typed:
         progress(f"reading signatures {f}")
-        for t, g, lm, v in read_signature_file(f, sig_type, gene_field):
+        for t, g, lm, v in read_signature_file(f, ptype, gene_field, default_type=sig_type):
             if landmarks is None:
                 landmarks, lm_file = lm, f
             elif set(lm.tolist()) != set(landmarks.tolist()):

@@ -40,6 +40,7 @@ truth PearsonDelta ~0.83 against the noisy observations.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -175,6 +176,9 @@ def default_bundle(scale: str = "full", seed: int = 0,
         return path
     if progress:
         progress(f"saving to {path}")
+    if path.is_dir() and not (path / "bundle.json").is_file():
+        # An incomplete entry under tnfast's own cache name: ours to clear (save replaces only bundles).
+        shutil.rmtree(path, ignore_errors=True)
     try:
         bundle.save(path, overwrite=True)
     except OSError:
