@@ -18,7 +18,7 @@ from tnfast.errors import InputError
 from tnfast.evaluate import METRICS, NO_BETTER, PREDICTORS, evaluate, inputs_ceiling, score, write_json
 from tnfast.metrics import (abs_pearson, ks_d, retrieval_ranks, retrieval_summary, row_mse,
                             top_k_direction)
-from tnfast.report import read_metrics_jsonl, write_report
+from tnfast.report import plot_training_curves, read_metrics_jsonl, write_report
 from tnfast.ridge import ALPHAS
 
 
@@ -348,9 +348,19 @@ def test_report_training_curves_and_refuses_foreign_dirs(cli, tmp_path):
     ev = evaluate(run=d / "run")
     run_copy = tmp_path / "run"
     run_copy.mkdir()
-    (run_copy / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "loss": 1 / (i + 1), "valid_pearson_delta": i / 10})
-                                                    + "\n" for i in range(5)) + "not json\n")
-    assert len(read_metrics_jsonl(run_copy / "metrics.jsonl")) == 5
+    # two members of an ensemble, three evaluations each, as train writes them
+    recs = [{"member": m, "step": 5 * (i + 1), "epoch": i, "train_loss": 1 / (i + 1), "recon_loss": 0.0,
+             "valid_loss": 1.1 / (i + 1), "valid": {t: {"n": 9, "pcc": 0.5, "pearson_delta": i / 10 + m,
+                                                       "pcc_over_mean": 0.001 * i} for t in ("RNAi", "CRISPR", "OE")}}
+            for m in (0, 1) for i in range(3)]
+    (run_copy / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs) + "not json\n")
+    assert read_metrics_jsonl(run_copy / "metrics.jsonl") == recs
+    drawn = plot_training_curves(recs, tmp_path / "curves.png")
+    assert drawn == {"losses": ["train_loss", "valid_loss", "recon_loss"],
+                     "valid PearsonΔ": [f"valid.{t}.pearson_delta" for t in ("RNAi", "CRISPR", "OE")],
+                     "valid PCC − the training mean's": [f"valid.{t}.pcc_over_mean" for t in ("RNAi", "CRISPR", "OE")]}
+    assert plot_training_curves([{"step": 1, "loss": 0.5}], tmp_path / "none.png") == {}
+    assert not (tmp_path / "none.png").exists()
     ev.run_dir = run_copy
     (tmp_path / "rep").mkdir()  # an earlier report is replaced
     (tmp_path / "rep" / "index.html").write_text("old")

@@ -19,7 +19,7 @@ from tnfast.errors import InputError
 from tnfast.export import export
 from tnfast.infer import infer
 from tnfast.preds import open_preds
-from tnfast.query import METHODS, query
+from tnfast.query import METHODS, query, read_query
 from tnfast.train_ridge import train_ridge
 
 CLI = [sys.executable, "-m", "tnfast"]
@@ -170,7 +170,8 @@ def test_export_tsv_subset(reference_store, tmp_path):
     assert lines[0].split("\t") == ["perturbation", "gene_id", *p.landmarks.tolist()]
     rows = [x.split("\t") for x in lines[1:]]
     assert [r[:2] for r in rows] == [["CRISPR", p.genes[1]], ["CRISPR", p.genes[7]]]
-    np.testing.assert_allclose(np.array([r[2:] for r in rows], float), p.predictions[1][[1, 7]], rtol=1e-5)
+    np.testing.assert_array_equal(np.array([r[2:] for r in rows], float).astype(np.float32),
+                                  p.predictions[1][[1, 7]])  # the text reads back to the stored floats
     with pytest.raises(InputError, match="already exists"):
         export(reference_store, "tsv", out)
 
@@ -203,6 +204,23 @@ def test_query_cli_table_and_tsv(reference_store, tmp_path):
     r = subprocess.run([*CLI, "query", "--preds", reference_store, "--signature", tmp_path / "p.gctx"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--column" in r.stderr
+
+
+def test_query_reads_a_probe_keyed_gctx_by_its_entrez_ids(shared_data):
+    """Level-3 CMap files key rows by Affymetrix probe (200814_at); the landmark's Entrez id is
+    the row metadata pr_gene_id, which a query signature is matched on (as the importer does)."""
+    import h5py
+
+    path = shared_data / "gctx-fixtures" / "test_l1000_highprecision.gctx"
+    with h5py.File(path, "r") as f:
+        probes = f["0/META/ROW/id"][:].astype(str)
+        entrez = f["0/META/ROW/pr_gene_id"][:].astype(str)
+        col = f["0/META/COL/id"][:].astype(str)[3]
+        values = f["0/DATA/0/matrix"][3].astype(float)  # CMap orientation: (columns, rows)
+    assert not probes[0].isdigit() and entrez[0].isdigit()
+    got = read_query(path, col)
+    assert list(got) == entrez.tolist()
+    np.testing.assert_array_equal(np.array(list(got.values())), values)
 
 
 def test_query_rejects_a_signature_over_other_genes(reference_store, tmp_path):

@@ -69,4 +69,5 @@ def _tsv(p, ti: np.ndarray, gi: np.ndarray, out: Path) -> None:
         for t in ti:  # type-major, like the GCTX columns
             for pos, block in p.chunks(gi):
                 for g, row in zip(p.genes[pos].tolist(), block[t]):
-                    f.write(f"{p.types[t]}\t{g}\t" + "\t".join(f"{v:.6g}" for v in row.tolist()) + "\n")
+                    # 9 significant digits: every float32 reads back to itself
+                    f.write(f"{p.types[t]}\t{g}\t" + "\t".join(f"{v:.9g}" for v in row.tolist()) + "\n")

@@ -2,8 +2,8 @@
 landmark's own readout.
 
 In L1000 a knockdown of a landmark gene lowers its own measured expression by several of that
-landmark's standard deviations: on the real example's training split (2026-12-07, a script)
-RNAi by z = -5.4 on average over its 55 landmark genes (98% below -1) and CRISPR by -6.5 over
+landmark's standard deviations: on the real example's train and valid signatures (2026-12-07, a
+script) RNAi by z = -5.4 on average over its 55 landmark genes (98% below -1) and CRISPR by -6.5 over
 14. Over-expression is not consistent (mean +1.4, median -0.2 over 29 genes: a construct often
 lacks the UTR the probe reads). Nothing the model reads tells it which landmark a gene is, and
 it is one of 978 entries, so training does not find it; yet in a 978-vector one entry at -5 sd

@@ -19,6 +19,7 @@ import numpy as np
 
 from .atomic import atomic_file
 from .data.gctx import read_gctx
+from .data.importer import landmark_ids
 from .data.tables import parse_floats, read_rows
 from .errors import InputError
 from .metrics import row_pearson
@@ -46,7 +47,10 @@ def read_query(path: str | os.PathLike, column: str | None = None) -> dict[str, 
         values = g.matrix[:, 0]
         if not np.isfinite(values).all():
             raise InputError(p, "NaN or infinite values in the query column")
-        return dict(zip(g.row_ids.tolist(), values.tolist()))
+        ids = landmark_ids(g).tolist()
+        if len(set(ids)) != len(ids):
+            raise InputError(p, "duplicate landmark ids among its rows")
+        return dict(zip(ids, values.tolist()))
     rows = read_rows(p, min_columns=2)
     if len(rows[0][1]) != 2:
         raise InputError(p, f"expected 2 columns (landmark_id, value), found {len(rows[0][1])}", place=f"line {rows[0][0]}")

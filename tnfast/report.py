@@ -9,8 +9,9 @@ show the same numbers. The report folder holds:
 - ``scatter.png``: predicted vs measured values for three genes per type (the model's 90th,
   50th and 10th percentile by PearsonΔ), raw (with the training mean for comparison) and as
   deviations from the training mean;
-- ``training_curves.png``: the numeric series of ``RUN_DIR/metrics.jsonl`` when the run has
-  one (else a note in the page);
+- ``training_curves.png``: from ``RUN_DIR/metrics.jsonl`` when the run has one (else a note in
+  the page), the losses and each type's valid PearsonΔ and PCC lead over the training mean's,
+  one line per ensemble member;
 - ``index.html``: the tables, flags and notes, and the plots; ``summary.json``: every number.
 
 matplotlib draws with the Agg backend (no display needed) and is imported only here.
@@ -27,6 +28,7 @@ import numpy as np
 
 from .atomic import atomic_dir
 from .errors import InputError
+from .data.bundle import TYPES
 from .evaluate import LABELS, PREDICTORS, Evaluation, write_json
 from .metrics import mean_se
 
@@ -239,37 +241,54 @@ def _flat(rec: dict, prefix: str = "") -> dict:
     return out
 
 
-def plot_training_curves(records: list[dict], path: Path) -> bool:
-    """Each numeric series against ``step`` (or ``epoch``, else the line number); False if none."""
-    xkey = next((k for k in ("step", "epoch", "iteration") if any(k in r for r in records)), None)
-    series: dict[str, tuple[list, list]] = {}
-    for i, r in enumerate(records):
-        x = r.get(xkey, i) if xkey else i
-        for k, v in _flat(r).items():
-            if k in (xkey, "time", "wall", "wall_s", "elapsed_s") or k.endswith((".n", ".mse", ".loss")) or isinstance(v, bool) or not isinstance(v, int | float):
-                continue
-            if not np.isfinite(v):
-                continue
-            series.setdefault(k, ([], []))
-            series[k][0].append(x)
-            series[k][1].append(v)
-    if not series:
-        return False
+# The panels of training_curves.png: a title and the metrics.jsonl keys it draws (nested keys
+# flattened, as valid.RNAi.pearson_delta).
+CURVE_PANELS = (
+    ("losses", ("train_loss", "valid_loss", "signature_loss", "recon_loss")),
+    ("valid PearsonΔ", tuple(f"valid.{t}.pearson_delta" for t in TYPES)),
+    ("valid PCC − the training mean's", tuple(f"valid.{t}.pcc_over_mean" for t in TYPES)),
+)
+
+
+def plot_training_curves(records: list[dict], path: Path) -> dict[str, list[str]]:
+    """The losses and each type's valid PearsonΔ and PCC lead of a run's metrics.jsonl records
+    against their step, one line per ensemble member (each member's steps start again), with
+    markers (a short run has a point or two). Returns what was drawn, {panel title: [keys]};
+    empty, and no file, when the records hold none of it."""
+    curves: dict[tuple[str, int], tuple[list, list]] = {}
+    for r in records:
+        step, flat = r.get("step"), _flat(r)
+        if isinstance(step, bool) or not isinstance(step, int | float):
+            continue
+        for _, keys in CURVE_PANELS:
+            for key in keys:
+                v = flat.get(key)
+                if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
+                    xs, ys = curves.setdefault((key, int(r.get("member", 0))), ([], []))
+                    xs.append(step)
+                    ys.append(v)
+    drawn = {title: [k for k in keys if any(key == k for key, _ in curves)] for title, keys in CURVE_PANELS}
+    drawn = {title: keys for title, keys in drawn.items() if keys}
+    if not drawn:
+        return {}
+    members = sorted({m for _, m in curves})
     plt = _plt()
-    names = sorted(series)[:12]
-    cols = min(3, len(names))
-    rows = (len(names) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3 * rows), squeeze=False)
-    for ax, k in zip(axes.ravel(), names):
-        ax.plot(*series[k], lw=1)
-        ax.set_title(k, fontsize=9)
-        ax.set_xlabel(xkey or "record", fontsize=8)
-    for ax in axes.ravel()[len(names):]:
-        ax.axis("off")
+    fig, axes = plt.subplots(1, len(drawn), figsize=(4.6 * len(drawn), 3.4), squeeze=False)
+    for ax, (title, keys) in zip(axes[0], drawn.items()):
+        for colour, key in enumerate(keys):
+            label = key.split(".")[1] if key.startswith("valid.") else key
+            for m in members:
+                if (key, m) in curves:
+                    ax.plot(*curves[key, m], marker="o", ms=2.5, lw=1, color=f"C{colour}",
+                            alpha=1.0 if len(members) == 1 else 0.6, label=label if m == members[0] else None)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step" if len(members) == 1 else f"step (each of {len(members)} members from the start)",
+                      fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return True
+    return drawn
 
 
 # --------------------------------------------------------------------------- HTML

@@ -91,10 +91,7 @@ def read_signature_file(path: str | os.PathLike, ptype: str | None = None,
         else:
             types = np.full(len(genes), given)
         values = g.matrix.T.astype(np.float32)
-        landmarks = g.row_ids.astype(str)
-        if "pr_gene_id" in g.row_meta and not all(x.isdigit() for x in landmarks.tolist()):
-            # Older CMap files key rows by Affymetrix probe; the landmark's Entrez id is metadata.
-            landmarks = np.array([_gene_id(x) for x in g.row_meta["pr_gene_id"].tolist()], dtype=str)
+        landmarks = landmark_ids(g)
         places, gene_source = [f"column {c}" for c in g.col_ids.tolist()], gene_field
     else:
         if given is None:
@@ -128,6 +125,15 @@ def read_signature_file(path: str | os.PathLike, ptype: str | None = None,
 
 # Gene ids that name no gene: empty, NaN, and CMap's marker of missing metadata.
 _NO_GENE = ["", "nan", "NaN", "-666", "-666.0"]
+
+
+def landmark_ids(g) -> np.ndarray:
+    """A GCTX's row ids as landmark Entrez ids (str): the ids themselves, or, in older CMap files
+    that key rows by Affymetrix probe, the row metadata ``pr_gene_id``."""
+    ids = g.row_ids.astype(str)
+    if "pr_gene_id" in g.row_meta and not all(x.isdigit() for x in ids.tolist()):
+        return np.array([_gene_id(x) for x in g.row_meta["pr_gene_id"].tolist()], dtype=str)
+    return ids
 
 
 def _gene_id(x) -> str:
