@@ -591,12 +591,16 @@ def test_bad_configuration_is_one_line(tiny, tmp_path, args, where, what):
     assert not (tmp_path / "runs").exists()
 
 
-def test_bad_set_is_refused_before_the_default_is_generated(tmp_path):
+def test_bad_set_is_refused_before_the_default_is_generated(tiny, tmp_path):
     """No --data means generating the full-scale default (a minute, half a GB): a typo in --set
     is refused before that, and the --config help names its sections."""
     r = tnfast("train", "--set", "train.stepz=3", cwd=tmp_path, env_extra={"TNFAST_CACHE": str(tmp_path / "cache")})
     assert r.returncode == 2 and "unknown [train] keys stepz" in r.stderr, r.stderr
     assert not (tmp_path / "cache").exists()
+    # with --data the bundle's own profile judges the values: folds are fine under small's ten
+    # members (the quick profile's one would refuse them); --max-memory stops it right after
+    r = tnfast("train", "--data", tiny, "--set", "train.member_valid=folds", "--max-memory", "1M", cwd=tmp_path)
+    assert r.returncode == 2 and "--max-memory" in r.stderr and "--set" not in r.stderr, r.stderr
     r = tnfast("train", "--help", cwd=tmp_path, env_extra={"COLUMNS": "250"})
     assert "TOML file: profile, [model] and [train] values" in r.stdout
 

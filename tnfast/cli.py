@@ -241,10 +241,13 @@ def train_cmd(
         raise InputError("--resume", "continues a run with its saved data and config; drop --data/--config/--profile/--set/--seed")
     if seed is not None:
         _check_seed(seed)
-    if not resume and model == "transcriptionnet":
+    if data is None and not resume and model == "transcriptionnet":
+        from .train import resolve_device
         from .train_config import resolve
 
-        resolve(profile, config, sets or [], seed)  # a bad --config or --set before any work
+        # the default's profile (quick, or full on CUDA): a bad --config or --set is refused
+        # before the minute of generating the default, not after it
+        resolve(profile, config, sets or [], seed, "full" if resolve_device(device).type == "cuda" else "quick")
     if data is None and not resume:
         from .data.synth import default_bundle
 
