@@ -52,7 +52,7 @@ from .errors import InputError
 from .metrics import (abs_pearson, ks_d, mean_se, paired_lead, pearson_delta, retrieval_ranks, retrieval_summary,
                       row_mse, row_pearson, snap_to_mean, top_k_direction)
 from .own_effect import landmark_of_genes
-from .runs import check_bundle, latest_run, read_run, runs_root
+from .runs import check_same_bundle, latest_run, read_run, runs_root
 
 EVAL_SPLITS = ("valid", "test")
 PREDICTORS = ("model", "mean", "ridge", "ridge_effects", "ridge_residual", "knn", "network", "other_type",
@@ -391,7 +391,7 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         raise InputError(data, "has no signatures: nothing to train the baselines on")
     same_data = meta is not None and Path(meta["data"]).resolve() == data.resolve()
     if same_data:  # the run's context (its splits, training curves) must be this bundle's
-        check_bundle(meta, bundle, run_dir / "run.json")
+        check_same_bundle(meta, bundle, run_dir / "run.json")
 
     # The evaluated genes and their measured signatures, per type.
     if truth:

@@ -28,7 +28,7 @@ from .data.bundle import TYPES, Bundle, load_bundle
 from .design import DesignConfig, design_matrix
 from .errors import InputError
 from .model import ModelDims, ensemble_predict, member_measurements
-from .runs import check_bundle, latest_run, load_embedding, read_run
+from .runs import check_same_bundle, latest_run, load_embedding, read_run
 from .train import MODEL_KIND as TRANSCRIPTIONNET
 from .train import autocast, build_graph, load_members, resolve_device, training_splits
 from .train_config import from_dict
@@ -171,7 +171,7 @@ def load_predictor(run_dir: str | os.PathLike | None = None, bundle: Bundle | No
         warm_device(device)
     if bundle is None:
         bundle = load_bundle(run["data"], truth=truth)
-    check_bundle(run, bundle, run_dir / "run.json")
+    check_same_bundle(run, bundle, run_dir / "run.json")
     if kind == RIDGE:
         return _ridge(run_dir, run, bundle)
     return _transcriptionnet(run_dir, run, bundle, inputs, device)

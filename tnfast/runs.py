@@ -141,7 +141,7 @@ def bundle_fingerprint(bundle) -> str:
     return h.hexdigest()
 
 
-def check_bundle(record: dict, bundle, where: Path) -> None:
+def check_same_bundle(record: dict, bundle, where: Path) -> None:
     """Refuse ``bundle`` for the run (or interrupted run) whose run.json / train.json is
     ``record`` (read from ``where``) unless it is the bundle the run was trained on. Runs saved
     before runs recorded it pass unchecked."""

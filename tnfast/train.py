@@ -53,9 +53,9 @@ from .errors import InputError
 from .model import (Measurements, ModelDims, MultiplexGraph, TranscriptionNet, ensemble_predict, member_measurements,
                     signature_loss, split_samples)
 from .own_effect import landmark_of_genes
-from .runs import (EMBEDDING, bundle_fingerprint, check_bundle, latest_incomplete_run, load_embedding, member_weights,
-                   new_run_id, pool_scores, read_json, run_record, runs_root, save_embedding, signature_scores,
-                   split_scores)
+from .runs import (EMBEDDING, bundle_fingerprint, check_same_bundle, latest_incomplete_run, load_embedding,
+                   member_weights, new_run_id, pool_scores, read_json, run_record, runs_root, save_embedding,
+                   signature_scores, split_scores)
 from .train_config import RunConfig, TrainConfig, auto_profile, from_dict, resolve
 
 MODEL_KIND = "transcriptionnet"
@@ -253,7 +253,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike | None = None, 
     bundle = load_bundle(data)
     fingerprint = bundle_fingerprint(bundle)
     if resume:
-        check_bundle(read_json(run_dir / "train.json"), bundle, run_dir / "train.json")
+        check_same_bundle(read_json(run_dir / "train.json"), bundle, run_dir / "train.json")
     types = _check_bundle(bundle, data, size, cfg.train.batch_size)
     if cfg.train.member_valid == "folds":  # every member's re-split trains too
         for k in range(cfg.train.ensemble):
@@ -497,8 +497,9 @@ def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int,
             tuple(torch.from_numpy(c) for c in codes), s_genes, s_types, s_truth).items()}
     if rank == 0 and (valid.types or own_fits is not None or arm_fits is not None):  # something was fitted
         _save(model.state_dict(), best_path)
-    progress(f"{label}" + (f"best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f})" if st["best_step"] >= 0
-                           else f"no validation: the weights of step {st['step']} kept")
+    best = (f"best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f})" if st["best_step"] >= 0
+            else f"no validation: the weights of step {st['step']} kept")
+    progress(f"{label}{best}"
              + (f"; own landmark: {own_landmark_text(own_fits)}" if own_fits else "")
              + (f"; chromosome arm: {arm_effect_text(arm_fits)}" if arm_fits else ""))
     record = {"seed": tc.seed, "best_step": st["best_step"], "steps": st["step"],
