@@ -469,8 +469,9 @@ def _validate(h, a_src, a_dst, indptr, indices, edge_weight, negative_slope) -> 
             )
         if edge_weight.dtype not in _FLOAT_DTYPES:
             raise ValueError(f"gat_aggregate: edge_weight must be floating, got {edge_weight.dtype}")
-        if edge_weight.device.type == "cpu" and edge_weight.numel() and not bool((edge_weight > 0).all()):
-            raise ValueError("gat_aggregate: edge_weight must be > 0 (it enters the score as log w)")
+        # on every device (one sync on a GPU): a weight <= 0 or inf gives NaN rows, not an error
+        if edge_weight.numel() and not bool(((edge_weight > 0) & torch.isfinite(edge_weight)).all()):
+            raise ValueError("gat_aggregate: edge_weight must be finite and > 0 (it enters the score as log w)")
     devs = {t.device for t in (h, a_src, a_dst, indptr, indices) + (() if edge_weight is None else (edge_weight,))}
     if len(devs) != 1:
         raise ValueError(f"gat_aggregate: all tensors must be on one device, got {sorted(map(str, devs))}")
@@ -496,10 +497,12 @@ def gat_aggregate(
             them as dot products of the features with learned vectors).
         indptr: (M+1,) int64 or int32; row ``i`` owns edges ``indptr[i]:indptr[i+1]``.
         indices: (E,) int32 source node of each edge (int64 accepted).
-        edge_weight: optional (E,) weights > 0, entering the score as ``log w``.
+        edge_weight: optional (E,) finite weights > 0, entering the score as ``log w``.
         negative_slope: LeakyReLU slope.
-        backend: ``"auto"`` (CUDA tensors and Triton installed → Triton, else reference),
-            ``"triton"`` (forced; CPU tensors need ``TRITON_INTERPRET=1``), ``"reference"``.
+        backend: ``"auto"`` (CUDA tensors of 16 or 32 bits and Triton installed → Triton, else
+            reference: float64 goes to the reference, since the Triton kernels accumulate in
+            fp32), ``"triton"`` (forced; CPU tensors need ``TRITON_INTERPRET=1``; float64 then
+            gets fp32 accuracy), ``"reference"``.
 
     Returns:
         out (M, H, D), dtype of ``h``::
@@ -519,7 +522,7 @@ def gat_aggregate(
         raise ValueError(f"gat_aggregate: backend must be 'auto', 'triton' or 'reference', got {backend!r}")
     _validate(h, a_src, a_dst, indptr, indices, edge_weight, negative_slope)
     if backend == "auto":
-        backend = "triton" if (h.device.type == "cuda" and HAS_TRITON) else "reference"
+        backend = "triton" if (h.device.type == "cuda" and HAS_TRITON and h.dtype != torch.float64) else "reference"
     if backend == "triton":
         return gat_aggregate_triton(h, a_src, a_dst, indptr, indices, edge_weight, negative_slope)
     return gat_aggregate_reference(h, a_src, a_dst, indptr, indices, edge_weight, negative_slope)

@@ -266,6 +266,14 @@ def test_auto_backend_on_cpu_is_the_reference():
     assert torch.equal(gat_aggregate(h, a, b, ip, ix, w), gat_aggregate_reference(h, a, b, ip, ix, w))
 
 
+@pytest.mark.skipif(not CUDA, reason="the auto backend's choice for CUDA tensors")
+def test_auto_sends_float64_on_cuda_to_the_reference():
+    """The Triton kernels accumulate in fp32: float64 would lose its precision there."""
+    ip, ix, w = (t.cuda() for t in sym_graph(30, 40, 17))
+    h, a, b, _ = inputs(30, 2, 4, torch.float64, device="cuda")
+    assert torch.equal(gat_aggregate(h, a, b, ip, ix, w), gat_aggregate_reference(h, a, b, ip, ix, w))
+
+
 def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
     if not gat_mod.HAS_TRITON:
         pytest.skip("triton not installed")
@@ -304,6 +312,7 @@ def test_bad_inputs_raise_value_error():
         dict(indices=ix[None]),
         dict(edge_weight=w[:-1]),
         dict(edge_weight=-w),
+        dict(edge_weight=torch.where(torch.arange(len(w)) == 1, torch.inf, w)),  # log inf: NaN rows
         dict(indices=torch.full_like(ix, 10)),  # out of range
         dict(indices=ix[:-1]),  # indptr[-1] != E
         dict(backend="cuda"),

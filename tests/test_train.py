@@ -508,6 +508,15 @@ def test_evaluate_a_folds_run_fits_the_baselines_on_train_and_valid(folds_runs, 
             row_pearson(np.broadcast_to(mean, s.values[te].shape), s.values[te]).mean(), abs=1e-5)
 
 
+def test_predictor_takes_integer_gene_indices_only(cli_run):
+    p = load_predictor(cli_run[0])
+    with pytest.raises(TypeError, match="integers"):
+        p.predict_types(["RNAi"], np.array([0.7]))  # not gene 0
+    np.testing.assert_array_equal(p.predict_types(["RNAi"], np.array([0], np.int32)),
+                                  p.predict_types(["RNAi"], [0]))
+    assert p.predict_types(["RNAi"], []).shape[:2] == (1, 0)
+
+
 def test_a_version_2_run_reads_as_one_member(cli_run, tmp_path):
     """Runs saved before ensembles (format 2: no "members", the top-level fields of the one model)
     still load, with the same predictions."""

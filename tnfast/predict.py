@@ -10,7 +10,13 @@ from the splits named by ``inputs``. `tnfast evaluate` uses the splits the model
 (the training split, or train and valid when its members validated on folds of their own:
 ``train.member_valid``), so evaluated genes are predicted exactly as unmeasured genes are;
 `tnfast infer` uses every measured signature, as a user predicting RNAi for a gene whose
-CRISPR signature was measured would want. A gene's own target signature is never an input.
+CRISPR signature was measured would want. A gene's own target signature is never a GenSAN
+input. One exception, by design of the residual correction (Correct and Smooth): the training
+genes' residuals and signatures are diffused over the networks, and a gene's own come back to it
+(personalised PageRank keeps a self term), so a *training* gene's prediction of its own measured
+type is a fitted value, pulled toward its measurement (store flag ``measured``). Valid, test and
+unmeasured genes never enter the diffusion: their predictions hold no trace of their own
+measurement, and `tnfast evaluate` scores only them.
 """
 
 from __future__ import annotations
@@ -55,7 +61,10 @@ class Predictor:
         if missing:
             raise InputError(self.run_dir, f"the run has no model for {', '.join(missing)} "
                                            f"(it has {', '.join(self.types)})")
-        return self.fn(list(types), np.asarray(genes_idx, np.int64))
+        idx = np.asarray(genes_idx)
+        if idx.size and idx.dtype.kind not in "iu":  # 0.7 would silently be gene 0
+            raise TypeError(f"gene indices must be integers, got {idx.dtype}")
+        return self.fn(list(types), idx.astype(np.int64))
 
     def predict(self, ptype: str, genes_idx: np.ndarray) -> np.ndarray:
         """(n, L) float32 predictions of type ``ptype``."""
