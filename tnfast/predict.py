@@ -13,10 +13,10 @@ from the splits named by ``inputs``. `tnfast evaluate` uses the splits the model
 CRISPR signature was measured would want. A gene's own target signature is never a GenSAN
 input. One exception, by design of the residual correction (Correct and Smooth): the training
 genes' residuals and signatures are diffused over the networks, and a gene's own come back to it
-(personalised PageRank keeps a self term), so a *training* gene's prediction of its own measured
-type is a fitted value, pulled toward its measurement (store flag ``measured``). Valid, test and
-unmeasured genes never enter the diffusion: their predictions hold no trace of their own
-measurement, and `tnfast evaluate` scores only them.
+(personalised PageRank keeps a self term), so a *training* gene's prediction of its own
+measured type is a fitted value, pulled toward its measurement (the bundle's split tells
+which). Valid, test and unmeasured genes never enter the diffusion: their predictions hold no
+trace of their own measurement, and `tnfast evaluate` scores only them.
 """
 
 from __future__ import annotations
