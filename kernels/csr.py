@@ -202,6 +202,18 @@ class GraphPlan:
         self._reverse: ReverseCSR | None = None
         self._rev_crow: torch.Tensor | None = None
         self._segments: dict[tuple[str, int], SegmentPlan] = {}
+        self._weights_checked: tuple[Any, int] | None = None  # (weakref to the tensor, its version)
+
+    def check_weights(self, w: torch.Tensor) -> None:
+        """Refuse edge weights that are not finite and > 0 (their log would put NaN rows in the
+        output). Checked once per weight tensor, and again after an in-place change, as the graph
+        is: on a GPU the check is a sync, which a training step should not pay every call."""
+        seen = self._weights_checked
+        if seen is not None and seen[0]() is w and seen[1] == w._version:
+            return
+        if w.numel() and not bool(((w > 0) & torch.isfinite(w)).all()):
+            raise ValueError("edge_weight must be finite and > 0 (it enters the score as log w)")
+        self._weights_checked = (weakref.ref(w), w._version)
 
     def _validate(self) -> None:
         ip = self.indptr

@@ -469,12 +469,14 @@ def _validate(h, a_src, a_dst, indptr, indices, edge_weight, negative_slope) -> 
             )
         if edge_weight.dtype not in _FLOAT_DTYPES:
             raise ValueError(f"gat_aggregate: edge_weight must be floating, got {edge_weight.dtype}")
-        # on every device (one sync on a GPU): a weight <= 0 or inf gives NaN rows, not an error
-        if edge_weight.numel() and not bool(((edge_weight > 0) & torch.isfinite(edge_weight)).all()):
-            raise ValueError("gat_aggregate: edge_weight must be finite and > 0 (it enters the score as log w)")
     devs = {t.device for t in (h, a_src, a_dst, indptr, indices) + (() if edge_weight is None else (edge_weight,))}
     if len(devs) != 1:
         raise ValueError(f"gat_aggregate: all tensors must be on one device, got {sorted(map(str, devs))}")
+    if edge_weight is not None:  # on every device, once per weight tensor (the graph's cached plan)
+        try:
+            graph_plan(indptr, indices).check_weights(edge_weight)
+        except ValueError as e:
+            raise ValueError(f"gat_aggregate: {e}") from None
     if not isinstance(negative_slope, (int, float)) or not math.isfinite(negative_slope):
         raise ValueError(f"gat_aggregate: negative_slope must be a finite number, got {negative_slope!r}")
 

@@ -329,6 +329,19 @@ def test_bad_inputs_raise_value_error():
         gat_aggregate(h, a, b, torch.tensor([0, 3, 2, 4, 4, 4, 4, 4, 4, 4, 4]), ix[:4])
 
 
+def test_edge_weights_are_checked_again_after_an_in_place_change():
+    """The weight check runs once per weight tensor (a GPU sync), so a tensor that passed and is
+    then edited in place must be checked again."""
+    ip, ix, w = sym_graph(20, 30, 23)
+    h, a, b, _ = inputs(20, 2, 4)
+    w = w.clone()
+    gat_aggregate(h, a, b, ip, ix, w)
+    w[3] = 0.0
+    with pytest.raises(ValueError, match="finite and > 0"):
+        gat_aggregate(h, a, b, ip, ix, w)
+    clear_graph_cache()
+
+
 def test_graph_plan_cache():
     ip, ix, _ = sym_graph(20, 30, 21)
     p1 = graph_plan(ip, ix)
