@@ -19,6 +19,20 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def error_line(r: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The bad-input contract of a finished command: exit 2, no traceback, and stderr's one line
+    besides progress notes ("· ...") is the error, its last line, holding every fragment.
+    Returns that line."""
+    assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip() and not x.startswith("· ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert r.stderr.strip().splitlines()[-1] == lines[0], r.stderr  # no note after the error
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
 def tnfast(*args, cwd, env_extra=None, timeout=300) -> subprocess.CompletedProcess:
     """Run the real command line (`python -m tnfast ARGS`) in ``cwd``, as a user would.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import tnfast
+from conftest import error_line, tnfast
 
 from tnfast.data.bundle import load_bundle
 from tnfast.data.gctx import GCT, write_gctx
@@ -41,13 +41,7 @@ def refused(cwd: Path, *args, expect: list[str]) -> None:
     """The command fails with exit 2 and one error line (the last) holding ``expect``, and
     writes or deletes nothing under ``cwd``."""
     before = tree(cwd)
-    r = tnfast(*args, cwd=cwd)
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    errors = [x for x in lines if x.startswith("error:")]
-    assert errors == [lines[-1]] and "Traceback" not in r.stderr, r.stderr
-    for fragment in expect:
-        assert fragment in errors[0], (fragment, errors[0])
+    error_line(tnfast(*args, cwd=cwd), *expect)
     assert tree(cwd) == before
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-from conftest import tnfast
+from conftest import error_line, tnfast
 
 from tnfast.cli import app
 from tnfast.data.bundle import load_bundle
@@ -27,17 +27,6 @@ def work(tmp_path_factory):
         r = tnfast(*args, cwd=d)
         assert r.returncode == 0, r.stderr
     return d
-
-
-def refused(r, *fragments: str) -> str:
-    """The one error line of a command that must end in exit 2; every fragment is in it."""
-    assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = [x for x in r.stderr.splitlines() if x.strip() and not x.startswith("· ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    for frag in fragments:
-        assert frag in lines[0], (frag, lines[0])
-    return lines[0]
 
 
 def query_tsv(path, landmarks, values) -> str:
@@ -67,7 +56,7 @@ def test_a_type_given_twice_is_refused(work, tmp_path, command):
             "export": ["export", work / "preds.zarr", "--format", "tsv", "--out", out, "--types", "OE,OE"],
             "query": ["query", "--preds", work / "preds.zarr", "--signature", planted_query(work, tmp_path),
                       "--out", out, "--types", "RNAi,RNAi"]}[command]
-    line = refused(tnfast(*argv, cwd=tmp_path), "--types")
+    line = error_line(tnfast(*argv, cwd=tmp_path), "--types")
     assert line.endswith(f"--types: {'OE' if command == 'export' else 'RNAi'} given twice")
     assert not out.exists()
 
@@ -78,7 +67,7 @@ def test_query_out_refuses_an_existing_file_unless_overwrite(work, tmp_path):
     q = planted_query(work, tmp_path)
     hits = tmp_path / "hits.tsv"
     hits.write_text("mine\n")
-    refused(tnfast("query", "--preds", work / "preds.zarr", "--signature", q, "--out", hits, cwd=tmp_path),
+    error_line(tnfast("query", "--preds", work / "preds.zarr", "--signature", q, "--out", hits, cwd=tmp_path),
             str(hits), "already exists (pass --overwrite to replace it)")
     assert hits.read_text() == "mine\n"
     r = tnfast("query", "--preds", work / "preds.zarr", "--signature", q, "--out", hits, "--overwrite", cwd=tmp_path)
@@ -90,13 +79,13 @@ def test_evaluate_refuses_an_existing_json_or_report_before_the_work(work, tmp_p
     js = tmp_path / "eval.json"
     js.write_text("{}\n")
     r = tnfast("evaluate", "--run", work / "run", "--json", js, cwd=tmp_path)
-    refused(r, str(js), "already exists (pass --overwrite to replace it)")
+    error_line(r, str(js), "already exists (pass --overwrite to replace it)")
     assert "loading" not in r.stderr and js.read_text() == "{}\n"  # refused before the bundle was read
     report = tmp_path / "report"
     report.mkdir()
     (report / "index.html").write_text("earlier")
     r = tnfast("evaluate", "--run", work / "run", "--report", report, cwd=tmp_path)
-    refused(r, str(report), "already exists (pass --overwrite to replace it)")
+    error_line(r, str(report), "already exists (pass --overwrite to replace it)")
     assert "loading" not in r.stderr and (report / "index.html").read_text() == "earlier"
     r = tnfast("evaluate", "--run", work / "run", "--json", js, "--overwrite", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -107,7 +96,7 @@ def test_export_to_a_directory_is_refused_as_a_directory(work, tmp_path):
     (tmp_path / "d").mkdir()
     for extra in ((), ("--overwrite",)):
         r = tnfast("export", work / "preds.zarr", "--format", "tsv", "--out", tmp_path / "d", *extra, cwd=tmp_path)
-        line = refused(r, str(tmp_path / "d"), "is a directory")
+        line = error_line(r, str(tmp_path / "d"), "is a directory")
         assert "already exists" not in line
     assert list((tmp_path / "d").iterdir()) == []
 
@@ -116,7 +105,7 @@ def test_export_to_a_directory_is_refused_as_a_directory(work, tmp_path):
 
 def test_export_gctx_refuses_a_gz_name(work, tmp_path):
     out = tmp_path / "x.gctx.gz"
-    refused(tnfast("export", work / "preds.zarr", "--format", "gctx", "--out", out, cwd=tmp_path),
+    error_line(tnfast("export", work / "preds.zarr", "--format", "gctx", "--out", out, cwd=tmp_path),
             str(out), "--format gctx", ".gctx")
     assert not out.exists()
     r = tnfast("export", work / "preds.zarr", "--format", "tsv", "--out", tmp_path / "x.tsv.gz", "--types", "OE",
@@ -131,7 +120,7 @@ def test_export_gctx_refuses_a_gz_name(work, tmp_path):
 def test_query_top_below_one_is_refused(work, tmp_path, top):
     r = tnfast("query", "--preds", work / "preds.zarr", "--signature", planted_query(work, tmp_path),
                "--top", top, cwd=tmp_path)
-    refused(r, "--top", f"must be >= 1, got {top}")
+    error_line(r, "--top", f"must be >= 1, got {top}")
 
 
 @pytest.mark.parametrize("method", ["pearson", "wtcs"])
@@ -140,7 +129,7 @@ def test_a_constant_query_signature_is_refused(work, tmp_path, method):
     q = query_tsv(tmp_path / "flat.tsv", landmarks, [0.25] * len(landmarks))
     r = tnfast("query", "--preds", work / "preds.zarr", "--signature", q, "--method", method,
                "--out", tmp_path / "hits.tsv", cwd=tmp_path)
-    refused(r, str(q), "the query signature is constant")
+    error_line(r, str(q), "the query signature is constant")
     assert not (tmp_path / "hits.tsv").exists()
 
 
@@ -155,13 +144,13 @@ def test_evaluate_checks_orgdb_before_the_work(work, tmp_path, kind, words):
     elif kind == "directory":
         db.mkdir()
     r = tnfast("evaluate", "--run", work / "run", "--orgdb", db, "--json", tmp_path / "e.json", cwd=tmp_path)
-    refused(r, str(db), words)
+    error_line(r, str(db), words)
     assert "loading" not in r.stderr and not (tmp_path / "e.json").exists()
 
 
 def test_evaluate_json_to_a_directory_is_refused_before_the_work(work, tmp_path):
     r = tnfast("evaluate", "--run", work / "run", "--json", tmp_path, cwd=tmp_path)
-    refused(r, str(tmp_path), "is a directory")
+    error_line(r, str(tmp_path), "is a directory")
     assert "loading" not in r.stderr
 
 
@@ -172,7 +161,7 @@ def test_evaluate_refuses_a_store_written_by_another_run(work, tmp_path):
                cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     r = tnfast("evaluate", "--preds", work / "preds.zarr", "--run", tmp_path / "other", cwd=tmp_path)
-    refused(r, str(work / "preds.zarr"), run_id(work / "run"), run_id(tmp_path / "other"))
+    error_line(r, str(work / "preds.zarr"), run_id(work / "run"), run_id(tmp_path / "other"))
     r = tnfast("evaluate", "--preds", work / "preds.zarr", "--run", work / "run", cwd=tmp_path)
     assert r.returncode == 0, r.stderr  # its own run
 
@@ -189,7 +178,7 @@ def test_landmark_mismatch_names_plain_ids(work, tmp_path):
                         "pert_gene_id": b.genes[s.gene[rows]].astype(np.int64)})
     write_gctx(tmp_path / "truth.gctx", gct)
     r = tnfast("evaluate", "--run", work / "run", "--truth", tmp_path / "truth.gctx", cwd=tmp_path)
-    line = refused(r, "landmark ids differ", f"({keep} vs {len(b.landmarks)}; {b.landmarks[keep]} is missing)")
+    line = error_line(r, "landmark ids differ", f"({keep} vs {len(b.landmarks)}; {b.landmarks[keep]} is missing)")
     assert "np.str_" not in line
 
 
@@ -203,7 +192,7 @@ def test_genes_missing_from_a_store_are_plain_and_singular(work, tmp_path):
                cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     r = tnfast("evaluate", "--preds", tmp_path / "p.zarr", "--run", work / "run", cwd=tmp_path)
-    line = refused(r, str(tmp_path / "p.zarr"), f"1 evaluated RNAi gene is missing from the store (e.g. {test_genes[0]})")
+    line = error_line(r, str(tmp_path / "p.zarr"), f"1 evaluated RNAi gene is missing from the store (e.g. {test_genes[0]})")
     assert "np.str_" not in line
 
 
@@ -212,7 +201,7 @@ def test_one_unknown_gene_id_is_singular(work, tmp_path):
     (tmp_path / "genes.txt").write_text(f"{g}\n999999999\n")
     r = tnfast("infer", "--run", work / "run", "--genes", tmp_path / "genes.txt", "--out", tmp_path / "p.zarr",
                cwd=tmp_path)
-    refused(r, str(tmp_path / "genes.txt"), "1 gene id is not in run", "'999999999'")
+    error_line(r, str(tmp_path / "genes.txt"), "1 gene id is not in run", "'999999999'")
     assert not (tmp_path / "p.zarr").exists()
 
 
@@ -227,7 +216,7 @@ def test_evaluate_truth_gene_field(work, tmp_path):
                         "gene_entrez": b.genes[s.gene[rows]].astype(np.int64)})
     truth = tmp_path / "truth.gctx"
     write_gctx(truth, gct)
-    refused(tnfast("evaluate", "--run", work / "run", "--truth", truth, cwd=tmp_path),
+    error_line(tnfast("evaluate", "--run", work / "run", "--truth", truth, cwd=tmp_path),
             str(truth), "'pert_gene_id'", "--gene-field")
     r = tnfast("evaluate", "--run", work / "run", "--truth", truth, "--gene-field", "gene_entrez",
                "--json", tmp_path / "e.json", cwd=tmp_path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tnfast
+from conftest import error_line, tnfast
 
 from tnfast.data.bundle import Locations, load_bundle
 from tnfast.data.synth import synthesize
@@ -82,10 +82,7 @@ def test_infer_and_evaluate_refuse_a_changed_bundle(tiny, tmp_path, model):
                 ["evaluate", "--run", tmp_path / "run"],
                 ["evaluate", "--preds", tmp_path / "ok.zarr", "--run", tmp_path / "run"]):
         r = tnfast(*cmd, cwd=tmp_path)
-        assert r.returncode == 2, r.stderr
-        errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-        assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
-        assert "run.json" in errors[0] and "not the one this run was trained on" in errors[0]
+        error_line(r, "run.json", "not the one this run was trained on")
     assert not (tmp_path / "p.zarr").exists()
 
 
@@ -119,6 +116,5 @@ def test_resume_refuses_a_changed_bundle(tiny, tmp_path):
 
     _swap_bundle(tiny, data)
     r = tnfast("train", "--resume", "--out", out, cwd=tmp_path)
-    assert r.returncode == 2, r.stderr
-    assert "train.json" in r.stderr and "not the one this run was trained on" in r.stderr
+    error_line(r, "train.json", "not the one this run was trained on")
     assert not (out / "run.json").exists()
