@@ -39,7 +39,7 @@ from tnfast.runs import pool_scores
 from tnfast.train import resolve_device, train
 from tnfast.train_config import auto_profile, resolve
 
-PROVIDERS = ("model", "mean", "ridge", "ridge_effects", "ridge_residual", "knn", "network")
+PROVIDERS = ("model", "mean", "typical", "ridge", "ridge_effects", "ridge_residual", "knn", "network")
 
 
 def fold_splits(bundle: Bundle, folds: int, seed: int = 0) -> list[dict[str, np.ndarray]]:

@@ -1,4 +1,6 @@
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +44,21 @@ def tnfast(*args, cwd, env_extra=None, timeout=300) -> subprocess.CompletedProce
     env = {**os.environ, "TNFAST_RUNS": str(Path(cwd) / "runs"), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "tnfast", *map(str, args)],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def without_fitted_term(run_dir: Path, tmp_path: Path, prefix: str, option: str, n_types: int) -> tuple[Path, Path]:
+    """Two copies of a one-member run: ``off``, its weights with the post-training term
+    ``prefix`` switched off (``{prefix}.on`` zero), and ``old``, as saved before the term existed
+    (no ``{prefix}.*`` tensors, no ``option`` in the config). Both must predict alike."""
+    import torch
+
+    off, old = tmp_path / "off", tmp_path / "old"
+    for d in (off, old):
+        shutil.copytree(run_dir, d)
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    torch.save({**state, f"{prefix}.on": torch.zeros(n_types, dtype=torch.bool)}, off / "model.pt")
+    torch.save({k: v for k, v in state.items() if not k.startswith(f"{prefix}.")}, old / "model.pt")
+    run = json.loads((old / "run.json").read_text())
+    del run["config"]["model"][option]
+    (old / "run.json").write_text(json.dumps(run))
+    return off, old

@@ -2,13 +2,12 @@
 rules that keep a type off, what prediction replaces, and a trained run on a bundle with a
 planted knock-down of its landmark genes."""
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import without_fitted_term
 
 from tnfast.data.bundle import TYPES
 from tnfast.data.synth import synthesize
@@ -148,15 +147,7 @@ def test_a_trained_run_fits_the_planted_effect_and_predicts_it(planted):
 def test_a_run_saved_before_the_effect_predicts_without_it(planted, tmp_path):
     """model.pt without the own-landmark buffers (and a config without the option) loads, and
     predicts as the same weights with the effect off."""
-    old, off = tmp_path / "old", tmp_path / "off"
-    for d in (old, off):
-        shutil.copytree(planted, d)
-    state = torch.load(planted / "model.pt", weights_only=True)
-    torch.save({**state, "own_landmark.on": torch.zeros(len(TYPES), dtype=torch.bool)}, off / "model.pt")
-    torch.save({k: v for k, v in state.items() if not k.startswith("own_landmark.")}, old / "model.pt")
-    run = json.loads((old / "run.json").read_text())
-    del run["config"]["model"]["own_landmark"]
-    (old / "run.json").write_text(json.dumps(run))
+    off, old = without_fitted_term(planted, tmp_path, "own_landmark", "own_landmark", len(TYPES))
     p = load_predictor(planted)
     genes = np.arange(p.bundle.n_genes)
     want = load_predictor(off).predict_types(["RNAi"], genes)

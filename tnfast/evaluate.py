@@ -53,12 +53,13 @@ from .metrics import (abs_pearson, ks_d, mean_se, paired_lead, pearson_delta, re
                       row_mse, row_pearson, snap_to_mean, top_k_direction)
 from .own_effect import landmark_of_genes
 from .runs import check_same_bundle, latest_run, read_run, runs_root
+from .typical import typical_baseline
 
 EVAL_SPLITS = ("valid", "test")
-PREDICTORS = ("model", "mean", "ridge", "ridge_effects", "ridge_residual", "knn", "network", "other_type",
+PREDICTORS = ("model", "mean", "typical", "ridge", "ridge_effects", "ridge_residual", "knn", "network", "other_type",
               "oracle_inputs", "oracle")
-LABELS = {"model": "model", "mean": "training mean", "ridge": "ridge", "ridge_effects": "ridge + landmark effects",
-          "ridge_residual": "ridge + residual",
+LABELS = {"model": "model", "mean": "training mean", "typical": "typical deviation", "ridge": "ridge",
+          "ridge_effects": "ridge + landmark effects", "ridge_residual": "ridge + residual",
           "knn": "kNN", "network": "network average", "other_type": "other type",
           "oracle_inputs": "inputs ceiling", "oracle": "oracle (noise-free)"}
 CEILINGS = ("oracle_inputs", "oracle")  # read the truth: bars above the model, not baselines to beat
@@ -503,6 +504,10 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
         preds_t: dict[str, np.ndarray] = {"model": source(t, gene_ids)[:, lm_order]}
         preds_t["mean"] = np.broadcast_to(mean, y.shape)
         extras: dict[str, dict] = {}
+        pred_typ, typ_fit = typical_baseline(s.values[fit], len(genes))
+        if pred_typ is not None:
+            preds_t["typical"] = pred_typ
+            extras["typical"] = {"fit": typ_fit}  # its own keys (pearson_delta: held-out training genes)
         if x is not None:
             preds_t["ridge"], ridge_fit = ridges[t]
             extras["ridge"] = {"alpha": ridge_fit.ridge.alpha}
@@ -544,6 +549,7 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
             strata["degree_tertile"] = {"low": deg <= q1, "mid": (deg > q1) & (deg <= q2), "high": deg > q2}
         ts, per_sig = score(y, preds_t, mean, strata)
         for name, extra in extras.items():
+            assert not set(extra) & set(ts[name]), (name, set(extra) & set(ts[name]))  # never a score replaced
             ts[name].update(extra)
         if "other_type" in ts:
             rows = np.isfinite(per_sig["other_type"]["pearson_delta"])

@@ -129,7 +129,9 @@ def model_parameters(shape: BundleShape, m: dict) -> int:
     subspace = t * n_lm * SUBSPACE_RANK + t if m.get("output_subspace") else 0  # basis, rank; .get: as ridge_prior
     own = n + t * n_lm + t if m.get("own_landmark", True) else 0  # landmark, value, on; .get: the default
     arm = 3 * (n + n_lm) + t * len(ARM_CLASSES) * n_lm + t if m.get("arm_effect", True) else 0  # codes, shift, on
-    return enc + fun + gensan + prior + residual + subspace + own + arm + (2 * t * n_lm + t) + 2 * t  # + scaler, gate, shrink
+    typical = t * n_lm + t if m.get("typical_deviation", True) else 0  # value, on; .get: the default
+    return (enc + fun + gensan + prior + residual + subspace + own + arm + typical
+            + (2 * t * n_lm + t) + 2 * t)  # + scaler, gate, shrink
 
 
 def _held(shape: BundleShape, m: dict) -> dict[str, float]:

@@ -36,7 +36,7 @@ COLUMNS = ("predictor", "n", "PearsonΔ", "PCC", "|PCC|", "MSE", "KS D", "top-50
            "median rank", "top-1", "top-10", "")
 _KEYS = ("pearson_delta", "pcc", "abs_pcc", "mse", "ks_d", "top50_direction",
          "retrieval_median_rank", "retrieval_top1", "retrieval_top10")
-_COLOURS = {"model": "#1f77b4", "mean": "#7f7f7f", "ridge": "#ff7f0e", "ridge_effects": "#e377c2",
+_COLOURS = {"model": "#1f77b4", "mean": "#7f7f7f", "typical": "#c7c7c7", "ridge": "#ff7f0e", "ridge_effects": "#e377c2",
             "ridge_residual": "#bcbd22", "knn": "#2ca02c", "network": "#9467bd", "other_type": "#8c564b", "oracle_inputs": "#ff9896",
             "oracle": "#d62728"}
 

@@ -360,8 +360,10 @@ def load_members(run_dir: Path, bundle: Bundle, graph: MultiplexGraph, cfg: RunC
             model = new_model(graph, cfg, len(bundle.landmarks), cfg.train.seed)
         try:
             weights = load_tensors(path, device)
-            # saved before the output subspace or the landmark effects existed: none (defaults)
-            later = {"subspace": model.subspace, "own_landmark": model.own_landmark, "arm_effect": model.arm_effect}
+            # saved before the output subspace, the landmark effects or the typical deviation
+            # existed: none (defaults)
+            later = {"subspace": model.subspace, "own_landmark": model.own_landmark, "arm_effect": model.arm_effect,
+                     "typical": model.typical}
             weights = {**{f"{name}.{k}": v for name, m in later.items() if m is not None
                           for k, v in m.state_dict().items()}, **weights}
             model.load_state_dict(weights)
@@ -495,17 +497,24 @@ def _train_member(bundle: Bundle, graph: MultiplexGraph, cfg: RunConfig, k: int,
         codes = location_codes(bundle.gene_locations, bundle.landmark_locations)
         arm_fits = {TYPES[t]: f for t, f in model.arm_effect.fit(
             tuple(torch.from_numpy(c) for c in codes), s_genes, s_types, s_truth).items()}
-    if rank == 0 and (valid.types or own_fits is not None or arm_fits is not None):  # something was fitted
+    typical_fits = None
+    if model.typical is not None:
+        typical_fits = {TYPES[t]: f for t, f in model.typical.fit(s_types, s_truth, model.scaler.mean,
+                                                                 model.scaler.std).items()}
+    if rank == 0 and (valid.types or own_fits is not None or arm_fits is not None
+                      or typical_fits is not None):  # something was fitted
         _save(model.state_dict(), best_path)
     best = (f"best step {st['best_step']} (valid PearsonΔ {st['best_score']:.3f})" if st["best_step"] >= 0
             else f"no validation: the weights of step {st['step']} kept")
     progress(f"{label}{best}"
              + (f"; own landmark: {own_landmark_text(own_fits)}" if own_fits else "")
-             + (f"; chromosome arm: {arm_effect_text(arm_fits)}" if arm_fits else ""))
+             + (f"; chromosome arm: {arm_effect_text(arm_fits)}" if arm_fits else "")
+             + (f"; typical deviation: {typical_text(typical_fits)}" if typical_fits else ""))
     record = {"seed": tc.seed, "best_step": st["best_step"], "steps": st["step"],
               "gate": dict(zip(TYPES, model.gate.tolist())), "shrink": dict(zip(TYPES, model.shrink.tolist())),
               "own_landmark": own_fits,
               "arm_effect": arm_fits,
+              "typical_deviation": typical_fits,
               "residual_correction": None if model.residual is None
               else {TYPES[t]: c for t, c in model.residual.choice.items()},
               "output_subspace": None if model.subspace is None else {
@@ -529,6 +538,15 @@ def arm_effect_text(fits: dict[str, dict]) -> str:
     on = {t: ", ".join(f"{c} {r['z']:+.2f}" for c, r in f.items() if r["on"]) for t, f in fits.items()}
     off = [t for t, txt in on.items() if not txt]
     return "; ".join([f"{t} {txt}" for t, txt in on.items() if txt] + ([f"{', '.join(off)} off"] if off else []))
+
+
+def typical_text(fits: dict[str, dict]) -> str:
+    """'OE 0.05 (PearsonΔ +0.091 ± 0.023 held out); RNAi, CRISPR off': a member's typical
+    deviations, the size in median deviations."""
+    on = [f"{t} {f['size']:.2f} (PearsonΔ {f['pearson_delta']:+.3f} ± {f['se']:.3f} held out)"
+          for t, f in fits.items() if f["on"]]
+    off = [t for t, f in fits.items() if not f["on"]]
+    return "; ".join(on + ([f"{', '.join(off)} off"] if off else []))
 
 
 def learning_rate(tc: TrainConfig, joint_step: int) -> float:
@@ -572,7 +590,7 @@ def fit_output_scales(model: TranscriptionNet, graph: MultiplexGraph, meas: Meas
     penalty does."""
     model.gate.fill_(1.0)
     model.shrink.fill_(1.0)
-    for effect in (model.own_landmark, model.arm_effect):
+    for effect in (model.own_landmark, model.arm_effect, model.typical):
         if effect is not None:
             effect.on.zero_()  # fitted after these (a resumed member may hold it)
     if model.residual is not None:

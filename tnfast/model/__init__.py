@@ -43,6 +43,7 @@ from .samples import Measurements, gensan_input, split_samples
 from .scaler import Scaler
 from .smoothing import ResidualCorrection
 from .subspace import OutputSubspace
+from .typical import TypicalDeviation
 
 __all__ = [
     "ArmEffect", "AxialBlock", "FunDNN", "GenSAN", "Measurements", "ModelConfig", "ModelDims", "ModelOutput",
@@ -105,13 +106,15 @@ class TranscriptionNet(nn.Module):
         self.subspace = OutputSubspace(dims.n_landmarks, n_types) if config.output_subspace else None
         self.own_landmark = OwnLandmark(dims.n_genes, dims.n_landmarks, n_types) if config.own_landmark else None
         self.arm_effect = ArmEffect(dims.n_genes, dims.n_landmarks, n_types) if config.arm_effect else None
+        self.typical = TypicalDeviation(dims.n_landmarks, n_types) if config.typical_deviation else None
         self.scaler = Scaler(dims.n_landmarks, n_types, config.scale_per_landmark)
         # Fitted per type on the valid split after training (tnfast.train.fit_output_scales),
         # 1 = none: ``gate`` weighs what training added to the ridge prior (prediction = prior +
         # gate x (model - prior)); then the residual correction is added, the result projected
         # onto the output subspace (rank 0 = none); ``shrink`` scales the
-        # predicted deviation from the training mean (scaled units are centred on it). Last, the
-        # own-landmark effect (fitted on the training split) sets landmark genes' own landmark.
+        # predicted deviation from the training mean (scaled units are centred on it). Last, fitted
+        # on the training split: the typical deviation is added, then the chromosome-arm shift,
+        # and the own-landmark effect sets landmark genes' own landmark.
         self.register_buffer("gate", torch.ones(n_types))
         self.register_buffer("shrink", torch.ones(n_types))
 
@@ -223,8 +226,8 @@ class TranscriptionNet(nn.Module):
         gene indices, needed once the residual correction or the own-landmark effect is fitted.
         Each type t is predicted as a sample with target t (its own measurement never used);
         genes with no usable measurement in another type share one GenSAN run for all their
-        types (their three inputs are identical). Then ``gate``, ``shrink`` and the own-landmark effect apply (see
-        ``__init__``)."""
+        types (their three inputs are identical). Then ``gate``, ``shrink``, the typical deviation
+        and the landmark effects apply (see ``__init__``)."""
         n, t_n = emb_rows.shape[0], len(TYPES)
         base = self._prior_rows(inputs)
         guess = self._guess(emb_rows, base).float()  # float32 out, also under autocast
@@ -258,6 +261,8 @@ class TranscriptionNet(nn.Module):
         if self.subspace is not None:
             out = self.subspace(out)
         out = out * self.shrink.to(out)[None, :, None]
+        if self.typical is not None:
+            out = self.typical(out)
         for name, effect in (("chromosome-arm", self.arm_effect), ("own-landmark", self.own_landmark)):
             if effect is not None:
                 if genes is not None:

@@ -64,6 +64,10 @@ class ModelConfig:
     # class of position (CRISPR's arm truncation), fitted on the training split; needs the
     # bundle's gene locations (tnfast.model.arm_effect)
     arm_effect: bool = True
+    # every gene's prediction of a type moved along the direction in which that type's training
+    # signatures typically leave their mean, where held-out training genes show it
+    # (tnfast.typical, tnfast.model.typical)
+    typical_deviation: bool = True
     dropout: float = 0.1  # FunDNN and GenSAN
     # ---- GenSAN ---------------------------------------------------------------------------
     row_heads: int = 8  # attention across the 3 rows: each row (978-wide) projected to heads
@@ -83,7 +87,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("use_features", "use_edge_weights", "ridge_prior", "output_subspace", "own_landmark",
-                     "arm_effect", "scale_per_landmark"):
+                     "arm_effect", "typical_deviation", "scale_per_landmark"):
             v = getattr(self, name)
             if not isinstance(v, bool):  # 3 or "no" would otherwise read as true
                 raise ValueError(f"model config: {name} must be true or false, got {v!r}")
