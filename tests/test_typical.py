@@ -18,7 +18,7 @@ from tnfast.predict import load_predictor
 from tnfast.runs import read_run
 from tnfast.train import train, typical_text
 from tnfast.train_config import resolve
-from tnfast.typical import FOLDS, SIZES, _pcc_by_size, typical_baseline, typical_direction, typical_fit
+from tnfast.typical import FOLDS, MIN_STEP, SIZES, _pcc_by_size, typical_baseline, typical_direction, typical_fit
 
 L = 30
 TINY = Path(__file__).parent / "data" / "tiny_model.toml"
@@ -82,19 +82,29 @@ def test_fit_matches_a_cross_fit_by_loops():
     for i in range(n):
         rest = np.array([k for k in range(n) if k % FOLDS != i % FOLDS])
         base = y[rest].mean(axis=0)
-        step = _direction_by_loops(y[rest])
+        step = _direction_by_loops(y[rest]) * _median_size(y[rest])
         pd.append(_pearson(step, y[i] - base))
         bases.append(base)
         steps.append(step)
-    centred = (y - y.mean(axis=0)) - (y - y.mean(axis=0)).mean(axis=1, keepdims=True)
-    unit = np.median(np.linalg.norm(centred, axis=1))
-    pcc = [np.mean([_pearson(b + c * unit * s, r) for b, s, r in zip(bases, steps, y)]) for c in SIZES]
+    pcc = [np.mean([_pearson(b + c * s, r) for b, s, r in zip(bases, steps, y)]) for c in SIZES]
     size = round(float(SIZES[int(np.argmax(pcc))]), 4)
     se = np.std(pd, ddof=1) / np.sqrt(n)
     assert record == {"n": n, "pearson_delta": round(float(np.mean(pd)), 4), "se": round(float(se), 4),
                       "size": size, "on": bool(np.mean(pd) > MIN_T * se and size > 0)}
     assert record["on"] and size > 0
-    np.testing.assert_allclose(dev, size * unit * _direction_by_loops(y), atol=1e-12)
+    np.testing.assert_allclose(dev, size * _median_size(y) * _direction_by_loops(y), atol=1e-12)
+    y[3, 5] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        typical_fit(y)
+
+
+def _median_size(y: np.ndarray) -> float:
+    sizes = []
+    for row in y:
+        d = row - y.mean(axis=0)
+        d = d - d.mean()
+        sizes.append(np.sqrt((d * d).sum()))
+    return float(np.median(sizes))
 
 
 def test_a_planted_skew_is_found_and_symmetric_noise_is_not():
@@ -109,15 +119,30 @@ def test_a_planted_skew_is_found_and_symmetric_noise_is_not():
     assert typical_fit(y[:2 * FOLDS - 1]) == (None, None)  # too few signatures to cross-fit
 
 
+def test_with_uneven_sizes_it_points_from_the_training_mean_towards_the_centre():
+    """No shared direction at all (every deviation as likely as its opposite), but sizes that
+    vary as signatures' do: the sample mean is pulled by the few large deviations, most
+    signatures lie on the other side of it, and the direction finds that side (what PearsonΔ
+    around a training mean rewards; see the module doc)."""
+    rng = np.random.default_rng(8)
+    centre = rng.standard_normal(L) * 2
+    n = 150
+    d = rng.standard_normal((n, L)) * np.exp(1.2 * rng.standard_normal(n))[:, None]
+    y = centre + d
+    record, dev = typical_fit(y)
+    assert record["pearson_delta"] > MIN_T * record["se"]
+    assert _pearson(dev, centre - y.mean(axis=0)) > 0.5
+    record, _ = typical_fit(centre + rng.standard_normal((n, L)))  # even sizes: nothing to find
+    assert abs(record["pearson_delta"]) < 3 * record["se"]
+
+
 def test_the_baseline_is_the_mean_plus_the_fit_at_least_the_smallest_size():
     noise = np.random.default_rng(5).standard_normal((60, L)) + np.arange(L)
     record, dev = typical_fit(noise)
     pred, rec = typical_baseline(noise, 4)
     assert rec == record and pred.shape == (4, L)
     np.testing.assert_allclose(pred, np.broadcast_to(noise.mean(axis=0) + dev, (4, L)))
-    want = max(record["size"], SIZES[1])
-    centred = (noise - noise.mean(axis=0)) - (noise - noise.mean(axis=0)).mean(axis=1, keepdims=True)
-    assert np.linalg.norm(dev) == pytest.approx(want * np.median(np.linalg.norm(centred, axis=1)))
+    assert np.linalg.norm(dev) == pytest.approx(max(record["size"], MIN_STEP) * _median_size(noise))
     assert typical_baseline(noise[:5], 3) == (None, None)
 
 
@@ -141,7 +166,7 @@ def test_module_fit_in_scaled_units_equals_the_fit_in_signature_units():
 def test_forward_adds_the_value_in_the_types_that_are_on():
     m = TypicalDeviation(L, 3)
     x = torch.randn(5, 3, L)
-    assert m(x) is x  # nothing fitted
+    assert torch.equal(m(x), x)  # nothing fitted
     m.value.copy_(torch.randn(3, L))
     m.on.copy_(torch.tensor([True, False, True]))
     x0 = x.clone()

@@ -549,7 +549,9 @@ def evaluate(run: str | os.PathLike | None = None, data: str | os.PathLike | Non
             strata["degree_tertile"] = {"low": deg <= q1, "mid": (deg > q1) & (deg <= q2), "high": deg > q2}
         ts, per_sig = score(y, preds_t, mean, strata)
         for name, extra in extras.items():
-            assert not set(extra) & set(ts[name]), (name, set(extra) & set(ts[name]))  # never a score replaced
+            clash = set(extra) & set(ts[name])
+            if clash:  # an extra must never replace a score
+                raise RuntimeError(f"evaluate: {name}'s fit would replace its scores {sorted(clash)}")
             ts[name].update(extra)
         if "other_type" in ts:
             rows = np.isfinite(per_sig["other_type"]["pearson_delta"])

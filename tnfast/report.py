@@ -31,6 +31,7 @@ from .errors import InputError
 from .data.bundle import TYPES
 from .evaluate import LABELS, PREDICTORS, Evaluation, write_json
 from .metrics import mean_se
+from .typical import MIN_STEP
 
 COLUMNS = ("predictor", "n", "PearsonΔ", "PCC", "|PCC|", "MSE", "KS D", "top-50 dir.",
            "median rank", "top-1", "top-10", "")
@@ -57,6 +58,10 @@ def _note(name: str, m: dict, ts: dict) -> str:
     if name == "ridge_residual" and "correction" in m:
         c = m["correction"]
         return c["channels"] + (f", penalty {c['penalty']:g}" if c.get("penalty") else "")
+    if name == "typical" and "fit" in m:
+        f = m["fit"]
+        return (f"one constant for every gene: step {max(f['size'], MIN_STEP):.2f}; held out on the training genes "
+                f"{f['pearson_delta']:+.3f} ± {f['se']:.3f}")
     if name == "knn" and "k" in m:
         return f"k {m['k']}"
     if name == "network" and "coverage" in m:
